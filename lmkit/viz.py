@@ -1,0 +1,162 @@
+"""Plotly figures and HTML views used by the chapters.
+
+Importing this module registers the ``"lmkit"`` plotly renderer and makes it
+the default. It emits two representations of every figure: plotly's own
+mime type, which JupyterLab renders with its plotly extension, and an HTML
+snippet that expects ``Plotly`` to be loaded by the page, which is how the
+static book shows interactive figures offline (the book loads plotly.js once
+from ``_static``).
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Mapping, Sequence
+
+import plotly.graph_objects as go
+import plotly.io as pio
+import torch
+from plotly.io._base_renderers import MimetypeRenderer
+
+from lmkit.tokenizers import BPETokenizer, Tokenizer
+
+PALETTE = ["#fde2a7", "#b9e4c9", "#c9d7f8", "#f8c9d4", "#d9c9f8", "#c9f0f8", "#f2d7b6", "#e0e0e0"]
+
+
+class BookRenderer(MimetypeRenderer):
+    """Plotly mime bundle for JupyterLab plus an HTML snippet for the static book."""
+
+    def to_mimebundle(self, fig_dict: dict) -> dict:
+        fig = go.Figure(fig_dict)
+        return {
+            "application/vnd.plotly.v1+json": fig.to_plotly_json(),
+            "text/html": pio.to_html(fig, include_plotlyjs=False, full_html=False, config={"responsive": True}),
+        }
+
+
+pio.renderers["lmkit"] = BookRenderer()
+pio.renderers.default = "lmkit"
+pio.templates.default = "plotly_white"
+
+
+def _visible(token: str) -> str:
+    return token.replace(" ", "\u00b7").replace("\n", "\u21b5").replace("\t", "\u2192")
+
+
+def tokens_html(tokens: Sequence[str], ids: Sequence[int] | None = None) -> str:
+    """HTML of tokens as coloured boxes (spaces shown as a middle dot, newlines as an arrow).
+
+    With ``ids``, hovering a token shows its id.
+    """
+    spans = []
+    for k, tok in enumerate(tokens):
+        title = f' title="id {ids[k]}"' if ids is not None else ""
+        spans.append(
+            f'<span{title} style="background:{PALETTE[k % len(PALETTE)]};border-radius:3px;padding:1px 2px;'
+            f'margin:1px;display:inline-block;font-family:monospace;white-space:pre">{html.escape(_visible(tok))}</span>'
+        )
+    return "".join(spans)
+
+
+def compare_tokenizers_html(text: str, tokenizers: Mapping[str, Tokenizer]) -> str:
+    """An HTML table: for each tokenizer, the token count and the coloured tokens of ``text``."""
+    rows = []
+    for name, tok in tokenizers.items():
+        ids = tok.encode(text)
+        rows.append(
+            f"<tr><td style='text-align:left;vertical-align:top;padding-right:1em'><b>{html.escape(name)}</b><br>"
+            f"{len(ids)} tokens</td><td style='text-align:left'>{tokens_html(tok.tokens(text), ids)}</td></tr>"
+        )
+    return "<table>" + "".join(rows) + "</table>"
+
+
+def bpe_steps_figure(tokenizer: BPETokenizer, text: str, steps: Sequence[int]) -> go.Figure:
+    """A slider over BPE training: how ``text`` is tokenized after each number of merges in ``steps``.
+
+    Each token is a bar as wide as its number of characters, labelled with its text.
+    """
+    fig = go.Figure()
+    for n in steps:
+        tok = tokenizer.prefix(n)
+        pieces = tok.tokens(text)
+        widths = [len(p) for p in pieces]
+        starts = [sum(widths[:k]) for k in range(len(pieces))]
+        fig.add_trace(
+            go.Bar(
+                x=widths,
+                base=starts,
+                y=[""] * len(pieces),
+                orientation="h",
+                text=[_visible(p) for p in pieces],
+                textposition="inside",
+                insidetextanchor="middle",
+                textfont={"family": "monospace"},
+                marker={"color": [PALETTE[k % len(PALETTE)] for k in range(len(pieces))], "line": {"color": "#555", "width": 1}},
+                hovertemplate="%{text}<extra></extra>",
+                visible=n == steps[0],
+                name=f"{n} merges",
+            )
+        )
+    sliders = [
+        {
+            "active": 0,
+            "currentvalue": {"prefix": "merges: "},
+            "steps": [
+                {
+                    "label": str(n),
+                    "method": "update",
+                    "args": [
+                        {"visible": [j == i for j in range(len(steps))]},
+                        {"title": f"after {n} merges: {len(tokenizer.prefix(n).encode(text))} tokens for {len(text)} characters"},
+                    ],
+                }
+                for i, n in enumerate(steps)
+            ],
+        }
+    ]
+    fig.update_layout(
+        sliders=sliders,
+        title=f"after {steps[0]} merges: {len(tokenizer.prefix(steps[0]).encode(text))} tokens for {len(text)} characters",
+        xaxis={"title": "characters", "range": [0, len(text)]},
+        yaxis={"visible": False},
+        height=260,
+        bargap=0.3,
+        showlegend=False,
+    )
+    return fig
+
+
+def heatmap(z: torch.Tensor | Sequence[Sequence[float]], x: Sequence[str], y: Sequence[str], title: str = "", colorscale: str = "Blues") -> go.Figure:
+    """A labelled heatmap with rows ``y`` and columns ``x`` (row 0 at the top)."""
+    z = torch.as_tensor(z).tolist()
+    fig = go.Figure(go.Heatmap(z=z, x=list(x), y=list(y), colorscale=colorscale, xgap=1, ygap=1))
+    fig.update_layout(title=title, yaxis={"autorange": "reversed", "type": "category"}, xaxis={"type": "category"})
+    return fig
+
+
+def embedding_scatter(points: torch.Tensor, labels: Sequence[str], groups: Sequence[str], title: str = "") -> go.Figure:
+    """A 2-D scatter of embeddings ``points`` of shape ``(N, 2)``, labelled, one colour per group."""
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ValueError(f"points must have shape (N, 2), got {tuple(points.shape)}")
+    fig = go.Figure()
+    for g in dict.fromkeys(groups):
+        idx = [i for i, gi in enumerate(groups) if gi == g]
+        fig.add_trace(
+            go.Scatter(
+                x=points[idx, 0].tolist(),
+                y=points[idx, 1].tolist(),
+                mode="markers+text",
+                text=[_visible(labels[i]) for i in idx],
+                textposition="top center",
+                name=g,
+            )
+        )
+    fig.update_layout(title=title, xaxis_title="component 1", yaxis_title="component 2")
+    return fig
+
+
+def pca_2d(x: torch.Tensor) -> torch.Tensor:
+    """Project rows of ``x`` ``(N, d)`` onto their first two principal components, ``(N, 2)``."""
+    x = x - x.mean(dim=0)
+    _, _, v = torch.linalg.svd(x, full_matrices=False)
+    return x @ v[:2].T

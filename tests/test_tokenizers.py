@@ -1,0 +1,519 @@
+"""Tests for lmkit.tokenizers: characters, words and byte-level BPE.
+
+The BPE trainer and encoder in lmkit are optimised (incremental pair counts, a
+heap per chunk); here they are checked against a deliberately naive reference
+that recounts every pair after every merge.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections import Counter
+
+import pytest
+import regex
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lmkit.data import load_shakespeare
+from lmkit.tokenizers import (
+    GPT2_SPLIT_PATTERN,
+    GPT4_SPLIT_PATTERN,
+    UNK,
+    BPETokenizer,
+    CharTokenizer,
+    WordTokenizer,
+    get_pair_counts,
+    merge,
+)
+
+EOT = "<|endoftext|>"
+PAD = "<|pad|>"
+PATTERNS = {"none": None, "gpt2": GPT2_SPLIT_PATTERN, "gpt4": GPT4_SPLIT_PATTERN}
+
+# Multi-byte characters of several lengths (2, 3 and 4 bytes in UTF-8), with
+# repetition so that merges inside and across characters are learned.
+UNICODE_TEXT = (
+    "Café naïve, café NAÏVE! Ünïcödé ünïcödé. 日本語のテキスト、日本語の文。"
+    "Ελληνικά ελληνικά. 🙂🙂 emoji 🙂 again: 🎉🎉🎉. Zürich, Zürich; 123 4567 89.\n"
+) * 4
+
+
+@pytest.fixture(scope="module")
+def corpus() -> str:
+    return load_shakespeare()
+
+
+@pytest.fixture(scope="module")
+def sample(corpus) -> str:
+    """A few thousand characters of the corpus: enough for non-trivial merges, fast to train."""
+    return corpus[:4000]
+
+
+# --- naive reference implementation ----------------------------------------------------
+
+
+def reference_train(text: str, vocab_size: int, pattern: str | None) -> dict[tuple[int, int], int]:
+    """Textbook BPE: recount all pairs over all chunks after every merge."""
+    pieces = regex.findall(pattern, text) if pattern is not None else [text]
+    chunks = [list(p.encode("utf-8")) for p in pieces if p]
+    merges: dict[tuple[int, int], int] = {}
+    for new_id in range(256, vocab_size):
+        counts: Counter[tuple[int, int]] = Counter()
+        for chunk in chunks:
+            counts.update(zip(chunk, chunk[1:]))
+        if not counts:
+            break
+        # Highest count; among equal counts, the numerically smallest pair.
+        pair = min(counts, key=lambda p: (-counts[p], p))
+        merges[pair] = new_id
+        chunks = [merge(chunk, pair, new_id) for chunk in chunks]
+    return merges
+
+
+def reference_encode(text: str, merges: dict[tuple[int, int], int], pattern: str | None) -> list[int]:
+    """Encode by repeatedly applying the earliest-learned merge present in the chunk."""
+    pieces = regex.findall(pattern, text) if pattern is not None else [text]
+    out: list[int] = []
+    for piece in pieces:
+        ids = list(piece.encode("utf-8"))
+        while len(ids) >= 2:
+            candidates = [p for p in zip(ids, ids[1:]) if p in merges]
+            if not candidates:
+                break
+            pair = min(candidates, key=merges.__getitem__)
+            ids = merge(ids, pair, merges[pair])
+        out.extend(ids)
+    return out
+
+
+# --- building blocks ------------------------------------------------------------------
+
+
+def test_get_pair_counts_counts_adjacent_pairs():
+    assert get_pair_counts([1, 2, 1, 2]) == {(1, 2): 2, (2, 1): 1}
+    assert get_pair_counts([7]) == {}
+
+
+def test_merge_replaces_non_overlapping_occurrences_left_to_right():
+    assert merge([1, 2, 3, 1, 2], (1, 2), 9) == [9, 3, 9]
+    # Overlap: in "aaaa" the pair (a, a) occurs 3 times but only 2 can merge.
+    assert merge([5, 5, 5, 5], (5, 5), 9) == [9, 9]
+    assert merge([5, 5, 5], (5, 5), 9) == [9, 5]
+    assert merge([], (1, 2), 9) == []
+
+
+# --- BPE: hand-computed case ----------------------------------------------------------
+
+# "aaabdaaabac" with a=97, b=98, c=99, d=100 (pattern None: one chunk).
+#   a a a b d a a a b a c   counts: (a,a)=4 (overlapping, but count is what
+#       pair counting sees), (a,b)=2, others 1   -> merge (97, 97) as 256
+#   256 a b d 256 a b a c   counts: (256,a)=2, (a,b)=2, others 1
+#       tie at 2: smallest pair is (97, 98)       -> merge (97, 98) as 257
+#   256 257 d 256 257 a c   counts: (256,257)=2, others 1 -> (256, 257) as 258
+#   258 d 258 a c           all 1: (258,100) (100,258) (258,97) (97,99)
+#       smallest is (97, 99)                      -> 259
+#   258 d 258 259           all 1: (258,100) (100,258) (258,259) -> (100, 258) as 260
+#   258 260 259             all 1: (258,260) (260,259)           -> (258, 260) as 261
+#   261 259                 -> (261, 259) as 262, then one token: no pairs left.
+CLASSIC = "aaabdaaabac"
+CLASSIC_MERGES = {
+    (97, 97): 256,
+    (97, 98): 257,
+    (256, 257): 258,
+    (97, 99): 259,
+    (100, 258): 260,
+    (258, 260): 261,
+    (261, 259): 262,
+}
+
+
+def test_bpe_classic_example_by_hand():
+    tok = BPETokenizer().train(CLASSIC, vocab_size=259)
+    assert tok.merges == {(97, 97): 256, (97, 98): 257, (256, 257): 258}
+    assert tok.encode(CLASSIC) == [258, 100, 258, 97, 99]
+    assert tok.vocab[258] == b"aaab"
+    assert tok.tokens(CLASSIC) == ["aaab", "d", "aaab", "a", "c"]
+
+
+def test_bpe_classic_example_all_merges_then_runs_out_of_pairs():
+    tok = BPETokenizer()
+    with pytest.warns(UserWarning, match="ran out of pairs after 7 merges"):
+        tok.train(CLASSIC, vocab_size=300)
+    assert tok.merges == CLASSIC_MERGES
+    assert list(tok.merges) == list(CLASSIC_MERGES)  # learned in this order
+    assert tok.encode(CLASSIC) == [262]
+    assert tok.vocab_size == 256 + 7
+
+
+def test_bpe_exact_number_of_merges_does_not_warn(recwarn):
+    BPETokenizer().train(CLASSIC, vocab_size=263)
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
+
+
+def test_bpe_overlapping_pairs():
+    # "aaaa": (a,a) is counted 3 times, merges twice -> [256, 256], then (256,256).
+    tok = BPETokenizer().train("aaaa", vocab_size=258)
+    assert tok.merges == {(97, 97): 256, (256, 256): 257}
+    assert tok.encode("aaaa") == [257]
+    # Odd lengths leave a trailing byte, merged left to right.
+    assert tok.encode("aaaaa") == [257, 97]
+    assert tok.encode("aaa") == [256, 97]
+
+
+# --- BPE: agreement with the naive reference ---------------------------------------------
+
+
+@pytest.mark.parametrize("pattern_name", list(PATTERNS))
+@pytest.mark.parametrize("text_name", ["corpus", "unicode"])
+def test_bpe_matches_naive_reference(pattern_name, text_name, sample, corpus):
+    pattern = PATTERNS[pattern_name]
+    if text_name == "corpus":
+        train_text, n_merges, other = sample, 120, corpus[4000:6000]
+    else:
+        # Few distinct pairs: a 60-merge run reaches the many ties among rare pairs.
+        train_text, n_merges, other = UNICODE_TEXT, 60, "Ünïcödé café 🙂🎉 日本語 naïve Zürich 42!"
+    expected = reference_train(train_text, 256 + n_merges, pattern)
+    assert len(expected) == n_merges, "reference ran out of pairs: pick a smaller n_merges"
+    tok = BPETokenizer(pattern).train(train_text, vocab_size=256 + n_merges)
+    assert list(tok.merges.items()) == list(expected.items())
+    for text in (train_text, other):
+        assert tok.encode(text) == reference_encode(text, expected, pattern)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    text=st.text(alphabet="ab é\n'1", min_size=1, max_size=60),
+    n_merges=st.integers(0, 30),
+    pattern_name=st.sampled_from(list(PATTERNS)),
+)
+def test_bpe_matches_naive_reference_on_random_small_texts(text, n_merges, pattern_name):
+    # A tiny alphabet gives many overlapping runs ("aaa", "abab") and ties,
+    # the cases where incremental pair counting is easiest to get wrong.
+    pattern = PATTERNS[pattern_name]
+    expected = reference_train(text, 256 + n_merges, pattern)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # short texts often run out of pairs
+        tok = BPETokenizer(pattern).train(text, vocab_size=256 + n_merges)
+    assert list(tok.merges.items()) == list(expected.items())
+    assert tok.encode(text) == reference_encode(text, expected, pattern)
+
+
+def test_bpe_pattern_stops_merges_at_chunk_boundaries():
+    # Without a pattern " t" + "he" style merges glue words to their spaces and
+    # to each other; with GPT-2's pattern no token may contain a letter followed
+    # by a space (a space only ever starts a chunk).
+    text = "the cat the hat the bat " * 50
+    tok = BPETokenizer(GPT2_SPLIT_PATTERN).train(text, vocab_size=256 + 10)
+    learned = [tok.vocab[i] for i in tok.merges.values()]
+    assert not any(regex.search(rb"[a-z] ", t) for t in learned)
+    unsplit = BPETokenizer(None).train(text, vocab_size=256 + 10)
+    assert any(regex.search(rb"[a-z] ", unsplit.vocab[i]) for i in unsplit.merges.values())
+
+
+# --- BPE: round trips (hypothesis) ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(sample) -> dict[str, BPETokenizer]:
+    """Small tokenizers trained with and without pre-split, one with special tokens."""
+    text = sample + UNICODE_TEXT
+    return {
+        "none": BPETokenizer(None).train(text, vocab_size=256 + 100),
+        "gpt2": BPETokenizer(GPT2_SPLIT_PATTERN).train(text, vocab_size=256 + 100),
+        "gpt4+special": BPETokenizer(GPT4_SPLIT_PATTERN).train(
+            (text + EOT) * 2, vocab_size=256 + 102, special_tokens=[EOT, PAD]
+        ),
+    }
+
+
+# Plain text, plus text with special tokens (and fragments of them) spliced in.
+texts_with_specials = st.lists(
+    st.one_of(st.text(max_size=20), st.sampled_from([EOT, PAD, "<|", "|>", "<|endof", "text|>"])),
+    max_size=8,
+).map("".join)
+
+
+@pytest.mark.parametrize("name", ["none", "gpt2", "gpt4+special"])
+@settings(max_examples=200, deadline=None)
+@given(text=st.text())
+def test_bpe_round_trip_any_unicode(trained, name, text):
+    tok = trained[name]
+    assert tok.decode(tok.encode(text)) == text
+
+
+@pytest.mark.parametrize("name", ["none", "gpt2", "gpt4+special"])
+@settings(max_examples=200, deadline=None)
+@given(text=texts_with_specials)
+def test_bpe_round_trip_with_special_tokens_inside(trained, name, text):
+    tok = trained[name]
+    assert tok.decode(tok.encode(text)) == text
+    assert tok.decode(tok.encode(text, allow_special=False)) == text
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=texts_with_specials)
+def test_bpe_special_ids_appear_exactly_for_special_strings(trained, text):
+    tok = trained["gpt4+special"]
+    ids = tok.encode(text)
+    specials = [i for i in ids if i in tok.inverse_special]
+    # Each special id stands for one whole occurrence of the string, left to right.
+    found = regex.findall(regex.escape(EOT) + "|" + regex.escape(PAD), text)
+    assert [tok.inverse_special[i] for i in specials] == found
+    assert not any(i in tok.inverse_special for i in tok.encode(text, allow_special=False))
+
+
+# --- BPE: special tokens -----------------------------------------------------------------
+
+
+def test_special_tokens_take_the_last_ids():
+    tok = BPETokenizer().train("hello world " * 20, vocab_size=270, special_tokens=[EOT, PAD])
+    assert len(tok.merges) == 270 - 256 - 2
+    assert sorted(tok.merges.values()) == list(range(256, 268))
+    assert tok.special_tokens == {EOT: 268, PAD: 269}
+    assert tok.vocab_size == 270
+    assert tok.decode([268]) == EOT
+
+
+def test_special_tokens_stay_last_when_training_runs_out_of_pairs():
+    with pytest.warns(UserWarning, match="ran out of pairs"):
+        tok = BPETokenizer().train("abab", vocab_size=300, special_tokens=[EOT])
+    n = len(tok.merges)
+    assert tok.special_tokens == {EOT: 256 + n}
+    assert tok.vocab_size == 256 + n + 1
+
+
+def test_special_token_encodes_to_its_single_id():
+    # 7 merges exhaust "hi there " under GPT-2's split; +1 for the special token.
+    tok = BPETokenizer(GPT2_SPLIT_PATTERN).train("hi there " * 30, vocab_size=256 + 7 + 1, special_tokens=[EOT])
+    eot = tok.special_tokens[EOT]
+    assert tok.encode(EOT) == [eot]
+    ids = tok.encode("hi there" + EOT + "hi")
+    assert ids.count(eot) == 1
+    assert ids == tok.encode("hi there") + [eot] + tok.encode("hi")
+
+
+def test_special_tokens_are_never_merged_in_training():
+    # The special token dominates the training text: if it were not cut out,
+    # its inner pairs ("<|", "en", "xt", ...) would be the most frequent ones
+    # and merges would also cross into the neighbouring text ("e<", "|>h").
+    text = ("hi there" + EOT) * 500
+    with pytest.warns(UserWarning, match="ran out of pairs"):
+        tok = BPETokenizer().train(text, vocab_size=400, special_tokens=[EOT])
+    learned = [tok.vocab[i] for i in tok.merges.values()]
+    assert learned, "training should learn the merges of 'hi there'"
+    # Every learned token is a piece of the ordinary text, nothing else.
+    assert all(t in b"hi there" for t in learned), learned
+    assert tok.encode(text) == (tok.encode("hi there") + [tok.special_tokens[EOT]]) * 500
+
+
+def test_allow_special_false_encodes_special_strings_as_plain_bytes():
+    tok = BPETokenizer().train(("hi there" + EOT) * 20, vocab_size=256 + 7 + 1, special_tokens=[EOT])
+    plain = tok.prefix(len(tok.merges))  # same merges, no special tokens
+    text = "hi " + EOT + " there"
+    ids = tok.encode(text, allow_special=False)
+    assert tok.special_tokens[EOT] not in ids
+    assert ids == plain.encode(text)
+    assert tok.decode(ids) == text
+
+
+def test_duplicate_special_tokens_are_kept_once():
+    tok = BPETokenizer().train("abcabc", vocab_size=260, special_tokens=[EOT, EOT])
+    assert list(tok.special_tokens) == [EOT]
+
+
+# --- BPE: prefix, save/load, errors -------------------------------------------------------
+
+
+def test_prefix_keeps_the_first_k_merges(sample):
+    tok = BPETokenizer(GPT2_SPLIT_PATTERN).train(sample, vocab_size=256 + 50, special_tokens=[EOT])
+    small = tok.prefix(20)
+    assert list(small.merges.items()) == list(tok.merges.items())[:20]
+    assert small.pattern == GPT2_SPLIT_PATTERN
+    assert small.special_tokens == {}
+    assert small.vocab_size == 256 + 20
+    # Training is greedy, so the prefix is exactly what a shorter training gives.
+    direct = BPETokenizer(GPT2_SPLIT_PATTERN).train(sample, vocab_size=256 + 20)
+    assert small.encode(sample) == direct.encode(sample)
+    assert tok.prefix(0).encode("abc") == [97, 98, 99]
+    with pytest.raises(ValueError):
+        tok.prefix(51)
+    with pytest.raises(ValueError):
+        tok.prefix(-1)
+
+
+@pytest.mark.parametrize("pattern_name", ["none", "gpt4"])
+def test_save_load_round_trip(tmp_path, sample, pattern_name):
+    pattern = PATTERNS[pattern_name]
+    tok = BPETokenizer(pattern).train(sample + EOT + sample[:500], vocab_size=256 + 40, special_tokens=[EOT, PAD])
+    path = tmp_path / "tok.json"
+    tok.save(path)
+    loaded = BPETokenizer.load(path)
+    assert list(loaded.merges.items()) == list(tok.merges.items())
+    assert loaded.pattern == pattern
+    assert loaded.special_tokens == tok.special_tokens
+    assert loaded.vocab_size == tok.vocab_size
+    text = sample[:1000] + EOT + "Ünïcödé 🙂" + PAD
+    assert loaded.encode(text) == tok.encode(text)
+    assert loaded.decode(loaded.encode(text)) == text
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"merges": [[97, 98]], "pattern": None},  # no format tag (e.g. another library's file)
+        {"format": "tiktoken", "version": 1, "merges": []},
+        [[97, 98]],
+    ],
+)
+def test_load_rejects_non_lmkit_json(tmp_path, content):
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps(content), encoding="utf-8")
+    with pytest.raises(ValueError, match="not an lmkit BPE tokenizer"):
+        BPETokenizer.load(path)
+
+
+def test_load_rejects_unknown_version(tmp_path):
+    path = tmp_path / "future.json"
+    path.write_text(json.dumps({"format": "lmkit-bpe", "version": 2}), encoding="utf-8")
+    with pytest.raises(ValueError, match="version"):
+        BPETokenizer.load(path)
+
+
+def test_vocab_size_too_small_raises():
+    with pytest.raises(ValueError, match="too small"):
+        BPETokenizer().train("abc", vocab_size=255)
+    with pytest.raises(ValueError, match="too small"):
+        BPETokenizer().train("abc", vocab_size=257, special_tokens=[EOT, PAD])
+    # Exactly 256 + specials is allowed: no merges at all.
+    tok = BPETokenizer().train("abc", vocab_size=258, special_tokens=[EOT, PAD])
+    assert tok.merges == {} and tok.vocab_size == 258
+
+
+def test_empty_training_text_raises():
+    with pytest.raises(ValueError, match="empty"):
+        BPETokenizer().train("", vocab_size=300)
+
+
+def test_empty_special_token_raises():
+    with pytest.raises(ValueError, match="non-empty"):
+        BPETokenizer().train("abc", vocab_size=300, special_tokens=[""])
+
+
+@pytest.mark.parametrize("bad_id", [9999, -1, 256])
+def test_decode_unknown_id_names_it(bad_id):
+    tok = BPETokenizer()  # no merges: ids 0..255
+    with pytest.raises(ValueError, match=rf"token id {bad_id} at position 1"):
+        tok.decode([104, bad_id])
+
+
+def test_decode_of_a_cut_character_gives_replacement_char():
+    tok = BPETokenizer()
+    ids = tok.encode("é")  # two bytes
+    assert len(ids) == 2
+    assert tok.decode(ids[:1]) == "\ufffd"
+
+
+def test_vocab_size_property_counts_bytes_merges_and_specials():
+    assert BPETokenizer().vocab_size == 256
+    tok = BPETokenizer().train("abcabcabc", vocab_size=259, special_tokens=[EOT])
+    assert (len(tok.merges), len(tok.special_tokens), tok.vocab_size) == (2, 1, 259)
+
+
+def test_encode_rejects_non_string():
+    with pytest.raises(TypeError):
+        BPETokenizer().encode(b"bytes")  # type: ignore[arg-type]
+
+
+# --- WordTokenizer ---------------------------------------------------------------------
+
+
+def test_word_tokenizer_unk_first_then_by_frequency_ties_alphabetical():
+    tok = WordTokenizer().train("z y x z y x w b b b")
+    # b:3, then x, y, z (2 each, alphabetical), then w:1.
+    assert tok.itos == [UNK, "b", "x", "y", "z", "w"]
+    assert tok.stoi[UNK] == tok.unk_id == 0
+
+
+def test_word_tokenizer_vocab_size_cap_and_min_count():
+    text = "z y x z y x w b b b"
+    tok = WordTokenizer().train(text, vocab_size=3)
+    assert tok.itos == [UNK, "b", "x"]
+    assert tok.vocab_size == 3
+    assert WordTokenizer().train(text, min_count=2).itos == [UNK, "b", "x", "y", "z"]
+    with pytest.raises(ValueError):
+        WordTokenizer().train(text, vocab_size=1)
+
+
+def test_word_tokenizer_unknown_words_map_to_unk():
+    tok = WordTokenizer().train("the cat sat")
+    assert tok.encode("the dog sat") == [tok.stoi["the"], 0, tok.stoi["sat"]]
+    assert tok.tokens("the dog sat") == ["the", UNK, "sat"]
+
+
+def test_word_tokenizer_oov_rate_hand_made():
+    tok = WordTokenizer().train("the cat sat")
+    # the dog sat on the mat: dog, on, mat unknown -> 3 of 6 words.
+    assert tok.oov_rate("the dog sat on the mat") == 0.5
+    assert tok.oov_rate("the cat") == 0.0
+    with pytest.raises(ValueError):
+        tok.oov_rate("   ")
+
+
+def test_word_tokenizer_splits_punctuation():
+    tok = WordTokenizer()
+    assert tok.split("Hello, world!") == ["Hello", ",", "world", "!"]
+
+
+def test_word_tokenizer_lowercase_option():
+    cased = WordTokenizer().train("The the THE cat")
+    # Without lowercasing the three spellings are three words (all seen once,
+    # so alphabetical: upper case sorts first).
+    assert cased.itos == [UNK, "THE", "The", "cat", "the"]
+    lower = WordTokenizer(lowercase=True).train("The the THE cat")
+    assert lower.itos == [UNK, "the", "cat"]
+    assert lower.encode("THE Cat") == [1, 2]
+    assert cased.encode("THE Cat") == [cased.stoi["THE"], 0]
+
+
+def test_word_tokenizer_decode_joins_with_spaces():
+    tok = WordTokenizer().train("the cat, sat.")
+    assert tok.decode(tok.encode("the  cat,sat.")) == "the cat , sat ."
+    with pytest.raises(ValueError, match="token id 99"):
+        tok.decode([99])
+
+
+def test_word_tokenizer_requires_unk_first():
+    with pytest.raises(ValueError):
+        WordTokenizer(vocab=["a", UNK])
+
+
+# --- CharTokenizer ---------------------------------------------------------------------
+
+
+def test_char_tokenizer_vocab_is_sorted_unique_chars():
+    tok = CharTokenizer().train("hello world")
+    assert tok.itos == [" ", "d", "e", "h", "l", "o", "r", "w"]
+    assert tok.vocab_size == 8
+    assert tok.encode("hold") == [3, 5, 4, 1]
+
+
+def test_char_tokenizer_round_trip_on_corpus(corpus):
+    tok = CharTokenizer().train(corpus)
+    assert tok.vocab_size == 65  # tiny Shakespeare's classic character count
+    text = corpus[:5000]
+    assert tok.decode(tok.encode(text)) == text
+
+
+def test_char_tokenizer_unseen_character_names_char_and_position():
+    tok = CharTokenizer().train("abc")
+    with pytest.raises(ValueError, match=r"'x' \(U\+0078\) at position 2"):
+        tok.encode("abxc")
+
+
+def test_char_tokenizer_errors():
+    with pytest.raises(ValueError, match="empty"):
+        CharTokenizer().train("")
+    with pytest.raises(ValueError, match="token id 3"):
+        CharTokenizer().train("abc").decode([0, 3])
