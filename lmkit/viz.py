@@ -1,11 +1,8 @@
 """Plotly figures and HTML views used by the chapters.
 
 Importing this module registers the ``"lmkit"`` plotly renderer and makes it
-the default. It emits two representations of every figure: plotly's own
-mime type, which JupyterLab renders with its plotly extension, and an HTML
-snippet that expects ``Plotly`` to be loaded by the page, which is how the
-static book shows interactive figures offline (the book loads plotly.js once
-from ``_static``).
+the default: figures are emitted as plotly's mime type, which JupyterLab renders
+with its plotly extension and the book build renders offline (``lmkit._mystnb``).
 """
 
 from __future__ import annotations
@@ -23,18 +20,15 @@ from lmkit.tokenizers import BPETokenizer, Tokenizer
 PALETTE = ["#fde2a7", "#b9e4c9", "#c9d7f8", "#f8c9d4", "#d9c9f8", "#c9f0f8", "#f2d7b6", "#e0e0e0"]
 
 
-class BookRenderer(MimetypeRenderer):
-    """Plotly mime bundle for JupyterLab plus an HTML snippet for the static book."""
+class PlotlyMimeRenderer(MimetypeRenderer):
+    """Plotly's own mime type only: JupyterLab renders it, the book build turns it
+    into HTML (``lmkit._mystnb``), and no copy of plotly.js goes into the notebook."""
 
     def to_mimebundle(self, fig_dict: dict) -> dict:
-        fig = go.Figure(fig_dict)
-        return {
-            "application/vnd.plotly.v1+json": fig.to_plotly_json(),
-            "text/html": pio.to_html(fig, include_plotlyjs=False, full_html=False, config={"responsive": True}),
-        }
+        return {"application/vnd.plotly.v1+json": go.Figure(fig_dict).to_plotly_json()}
 
 
-pio.renderers["lmkit"] = BookRenderer()
+pio.renderers["lmkit"] = PlotlyMimeRenderer()
 pio.renderers.default = "lmkit"
 pio.templates.default = "plotly_white"
 

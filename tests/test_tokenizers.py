@@ -318,6 +318,27 @@ def test_allow_special_false_encodes_special_strings_as_plain_bytes():
     assert tok.decode(ids) == text
 
 
+def test_longest_special_token_wins_when_one_is_a_prefix_of_another():
+    # "<a>" is a prefix of "<a><b>": encoding must not cut the longer one.
+    tok = BPETokenizer().train("xyz", vocab_size=258, special_tokens=["<a>", "<a><b>"])
+    short, long = tok.special_tokens["<a>"], tok.special_tokens["<a><b>"]
+    assert tok.encode("<a><b>") == [long]
+    assert tok.encode("<a>x<a><b>") == [short, ord("x"), long]
+
+
+def test_training_does_not_merge_inside_a_special_that_extends_another():
+    # Same prefix situation at training time: the text must be cut at the
+    # longest special token, whatever order the specials were given in,
+    # otherwise "<a>" is cut out of "<a><b>" and the rest "<b>" is merged
+    # (even glued to the following text: b"<b>hi").
+    text = "hi<a><b>" * 100
+    for specials in (["<a>", "<a><b>"], ["<a><b>", "<a>"]):
+        with pytest.warns(UserWarning, match="ran out of pairs"):
+            tok = BPETokenizer().train(text, vocab_size=270, special_tokens=specials)
+        learned = [tok.vocab[i] for i in tok.merges.values()]
+        assert learned == [b"hi"], (specials, learned)
+
+
 def test_duplicate_special_tokens_are_kept_once():
     tok = BPETokenizer().train("abcabc", vocab_size=260, special_tokens=[EOT, EOT])
     assert list(tok.special_tokens) == [EOT]
