@@ -81,7 +81,9 @@ def assert_equal(actual: Any, expected: Any, *, name: str = "result", hint: str 
     if isinstance(actual, (list, tuple)) and isinstance(expected, (list, tuple)):
         if len(actual) != len(expected):
             raise AssertionError(f"{name} has length {len(actual)}, expected {len(expected)}{suffix}")
-        i = next(i for i, (x, y) in enumerate(zip(actual, expected)) if x != y)
+        i = next((i for i, (x, y) in enumerate(zip(actual, expected)) if x != y), None)
+        if i is None:  # same items in another container, e.g. a tuple where a list is expected
+            raise AssertionError(f"{name} is a {type(actual).__name__}, expected a {type(expected).__name__}{suffix}")
         raise AssertionError(f"{name}[{i}] = {actual[i]!r}, expected {expected[i]!r}{suffix}")
     raise AssertionError(f"{name} = {actual!r:.200}, expected {expected!r:.200}{suffix}")
 

@@ -320,7 +320,9 @@ class BPETokenizer:
                 f"plus {len(special_tokens)} special token(s)"
             )
         # Special tokens are cut out of the training text so no merge touches them.
-        pieces = regex.split("|".join(regex.escape(s) for s in special_tokens), text) if special_tokens else [text]
+        # Longest first, so a special token that extends another is cut out whole.
+        by_length = sorted(special_tokens, key=len, reverse=True)
+        pieces = regex.split("|".join(regex.escape(s) for s in by_length), text) if special_tokens else [text]
         chunks: Counter[bytes] = Counter()
         for piece in pieces:
             chunks.update(c.encode("utf-8") for c in self._chunks(piece) if c)

@@ -66,9 +66,9 @@ def _raw_lines(name: str) -> list[str]:
     [("imdb", "imdb_labelled.txt"), ("amazon", "amazon_cells_labelled.txt")],
 )
 def test_sentences_with_quotes_are_read_intact(source, filename):
-    # A CSV reader would treat quote characters as field delimiters and glue
-    # lines together (pandas reads only 748 of the 1000 imdb lines). Check
-    # every quote character of the file ends up in the text of some example.
+    # A CSV reader treats quote characters as field delimiters and can glue
+    # lines together or drop the quotes. Check that every quote character of
+    # the file ends up in the text of some example.
     examples = load_sentiment(source)
     raw = "\n".join(_raw_lines(filename))
     for quote in ("'", '"'):
