@@ -36,7 +36,7 @@ def accuracy(predictions: Sequence[int], labels: Sequence[int]) -> float:
     """Fraction of predictions equal to their label."""
     if len(predictions) != len(labels):
         raise ValueError(f"{len(predictions)} predictions but {len(labels)} labels")
-    if not labels:
+    if len(labels) == 0:
         raise ValueError("cannot compute accuracy of zero examples")
     return sum(int(p) == int(y) for p, y in zip(predictions, labels)) / len(labels)
 

@@ -64,15 +64,26 @@ def compare_tokenizers_html(text: str, tokenizers: Mapping[str, Tokenizer]) -> s
     return "<table>" + "".join(rows) + "</table>"
 
 
+def _char_spans(tokenizer: BPETokenizer, text: str) -> list[str]:
+    """The characters each token completes: a token holding only part of a
+    multi-byte character gets "" and the token that finishes it gets the character."""
+    pieces, done, buf = [], 0, b""
+    for i in tokenizer.encode(text):
+        buf += tokenizer.token_bytes(i)
+        end = len(buf.decode("utf-8", errors="ignore"))
+        pieces.append(text[done:end])
+        done = end
+    return pieces
+
+
 def bpe_steps_figure(tokenizer: BPETokenizer, text: str, steps: Sequence[int]) -> go.Figure:
     """A slider over BPE training: how ``text`` is tokenized after each number of merges in ``steps``.
 
     Each token is a bar as wide as its number of characters, labelled with its text.
     """
     fig = go.Figure()
-    for n in steps:
-        tok = tokenizer.prefix(n)
-        pieces = tok.tokens(text)
+    for i, n in enumerate(steps):
+        pieces = _char_spans(tokenizer.prefix(n), text)
         widths = [len(p) for p in pieces]
         starts = [sum(widths[:k]) for k in range(len(pieces))]
         fig.add_trace(
@@ -87,7 +98,7 @@ def bpe_steps_figure(tokenizer: BPETokenizer, text: str, steps: Sequence[int]) -
                 textfont={"family": "monospace"},
                 marker={"color": [PALETTE[k % len(PALETTE)] for k in range(len(pieces))], "line": {"color": "#555", "width": 1}},
                 hovertemplate="%{text}<extra></extra>",
-                visible=n == steps[0],
+                visible=i == 0,
                 name=f"{n} merges",
             )
         )
@@ -151,6 +162,8 @@ def embedding_scatter(points: torch.Tensor, labels: Sequence[str], groups: Seque
 
 def pca_2d(x: torch.Tensor) -> torch.Tensor:
     """Project rows of ``x`` ``(N, d)`` onto their first two principal components, ``(N, 2)``."""
+    if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 2:
+        raise ValueError(f"need at least 2 points with at least 2 dimensions, got shape {tuple(x.shape)}")
     x = x - x.mean(dim=0)
     _, _, v = torch.linalg.svd(x, full_matrices=False)
     return x @ v[:2].T

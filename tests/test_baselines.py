@@ -1,0 +1,178 @@
+"""Tests for lmkit.baselines: the bag-of-words lexicon scorer of chapter 0.
+
+Small cases are computed by hand; the end-to-end check pins the accuracy the
+chapter reports to a plausible band, so a silent change in tokenization, the
+lexicon or the split shows up here.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from lmkit.baselines import accuracy, bow_tokenize, lexicon_predict, lexicon_score, sentiment_split
+from lmkit.data import load_lexicon, load_sentiment
+
+POS = {"good", "great", "well-made"}
+NEG = {"bad", "awful", "don't"}
+
+
+# --- bow_tokenize -------------------------------------------------------------------------
+
+
+def test_bow_tokenize_lower_cases():
+    assert bow_tokenize("GREAT Phone") == ["great", "phone"]
+
+
+def test_bow_tokenize_keeps_apostrophes_and_hyphens_inside_words():
+    # The lexicon has entries such as "well-made" and negations such as "don't":
+    # splitting on these characters would make them unmatchable.
+    assert bow_tokenize("I don't like this well-made case") == ["i", "don't", "like", "this", "well-made", "case"]
+
+
+def test_bow_tokenize_drops_punctuation_and_keeps_digits():
+    assert bow_tokenize("Wow!!! Great, really... (5 stars)") == ["wow", "great", "really", "5", "stars"]
+    assert bow_tokenize("?!.,;:") == []
+
+
+def test_bow_tokenize_empty_and_whitespace():
+    assert bow_tokenize("") == []
+    assert bow_tokenize(" \t\n ") == []
+
+
+# --- lexicon_score ------------------------------------------------------------------------
+
+
+def test_lexicon_score_hand_computed():
+    assert lexicon_score([], POS, NEG) == 0
+    assert lexicon_score(["good"], POS, NEG) == 1
+    assert lexicon_score(["bad"], POS, NEG) == -1
+    assert lexicon_score(["good", "phone", "bad"], POS, NEG) == 0
+    assert lexicon_score(["great", "good", "awful", "case"], POS, NEG) == 1
+
+
+def test_lexicon_score_counts_repeats_every_time():
+    # A bag of words, not a set: "good good bad" leans positive.
+    assert lexicon_score(["good", "good", "bad"], POS, NEG) == 1
+    assert lexicon_score(["bad"] * 3 + ["good"], POS, NEG) == -2
+
+
+def test_lexicon_score_words_outside_the_lexicon_count_zero():
+    assert lexicon_score(["phone", "case", "battery"], POS, NEG) == 0
+    # Matching is exact: tokens are expected already lower-cased by bow_tokenize.
+    assert lexicon_score(["Good"], POS, NEG) == 0
+
+
+# --- lexicon_predict -----------------------------------------------------------------------
+
+
+def test_lexicon_predict_follows_the_sign_of_the_score():
+    assert lexicon_predict("Good, GREAT phone.", POS, NEG) == 1
+    assert lexicon_predict("Bad. Awful!", POS, NEG) == 0
+    assert lexicon_predict("Good but bad and awful", POS, NEG) == 0
+    # The sign wins whatever the default.
+    assert lexicon_predict("great", POS, NEG, default=0) == 1
+    assert lexicon_predict("awful", POS, NEG, default=1) == 0
+
+
+@pytest.mark.parametrize("default", [0, 1])
+def test_lexicon_predict_uses_default_only_on_ties(default):
+    # No lexicon word at all, and a positive word cancelled by a negative one.
+    assert lexicon_predict("It is a phone.", POS, NEG, default=default) == default
+    assert lexicon_predict("good and bad", POS, NEG, default=default) == default
+    assert lexicon_predict("", POS, NEG, default=default) == default
+
+
+def test_lexicon_predict_default_is_positive():
+    assert lexicon_predict("nothing to see", POS, NEG) == 1
+
+
+# --- accuracy --------------------------------------------------------------------------------
+
+
+def test_accuracy_hand_computed():
+    assert accuracy([1, 0, 1], [1, 1, 1]) == pytest.approx(2 / 3)
+    assert accuracy([0, 0], [1, 1]) == 0.0
+    assert accuracy([1], [1]) == 1.0
+
+
+def test_accuracy_returns_a_float():
+    # Even when all predictions are right (an int division would also give 1).
+    result = accuracy([1, 0], [1, 0])
+    assert isinstance(result, float)
+    assert result == 1.0
+
+
+def test_accuracy_mismatched_lengths_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"3 predictions but 2 labels"):
+        accuracy([1, 0, 1], [1, 0])
+    with pytest.raises(ValueError, match=r"0 predictions but 1 labels"):
+        accuracy([], [1])
+
+
+def test_accuracy_empty_input_is_a_clear_error():
+    # Not a ZeroDivisionError from deep inside.
+    with pytest.raises(ValueError, match="zero examples"):
+        accuracy([], [])
+
+
+# --- sentiment_split --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def split():
+    return sentiment_split()
+
+
+def test_sentiment_split_default_sizes(split):
+    train, held_out = split
+    assert len(train) == 2400
+    assert len(held_out) == 600
+
+
+def test_sentiment_split_is_deterministic(split):
+    # Every chapter must evaluate on the very same held-out sentences.
+    train, held_out = split
+    train2, held_out2 = sentiment_split()
+    assert train2 == train
+    assert held_out2 == held_out
+    # A different seed gives a different split.
+    assert sentiment_split(seed=1)[1] != held_out
+
+
+def test_sentiment_split_is_disjoint_and_covers_everything(split):
+    train, held_out = split
+    # Examples are compared as objects (text, label, source): a few texts
+    # occur twice in the data, so compare multisets of the whole records.
+    everything = load_sentiment()
+    assert sorted(train + held_out, key=repr) == sorted(everything, key=repr)
+    # No record is on both sides (beyond genuine duplicates in the data).
+    dup_in_data = len(everything) - len(set(everything))
+    assert len(set(train) & set(held_out)) <= dup_in_data
+
+
+def test_sentiment_split_labels_roughly_balanced(split):
+    train, held_out = split
+    # The data are exactly balanced (1500/1500); a shuffled 600 should be close.
+    pos = sum(e.label for e in held_out)
+    assert 0.4 * 600 <= pos <= 0.6 * 600
+    assert 0.4 * 2400 <= sum(e.label for e in train) <= 0.6 * 2400
+    # All three sources are represented in the held-out set.
+    assert {e.source for e in held_out} == {"amazon", "imdb", "yelp"}
+
+
+# --- end to end -----------------------------------------------------------------------------------
+
+
+def test_lexicon_accuracy_on_all_sentences_is_in_band_and_deterministic():
+    positive, negative = load_lexicon()
+    examples = load_sentiment()
+    assert len(examples) == 3000
+
+    def run() -> float:
+        preds = [lexicon_predict(e.text, positive, negative) for e in examples]
+        return accuracy(preds, [e.label for e in examples])
+
+    first = run()
+    # Clearly better than chance, clearly worse than a learned model.
+    assert 0.65 <= first <= 0.80
+    assert run() == first
