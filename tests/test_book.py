@@ -96,3 +96,16 @@ def test_figures_render_in_a_browser_without_console_errors(build_log):
         assert "<mjx-container" in dom, f"{chapter}: MathJax did not typeset the math"
         errors = [line for line in console.splitlines() if "CONSOLE" in line and ("Uncaught" in line or "Error" in line)]
         assert not errors, f"{chapter}: console errors\n" + "\n".join(errors)
+
+
+def test_chapters_download_as_notebooks(build_log):
+    import nbformat
+
+    for chapter in ("book/00_introduction", "book/01_language_as_data"):
+        page = (HTML / f"{chapter}.html").read_text()
+        link = re.search(r'href="([^"]*_sources/[^"]*\.ipynb)"', page)
+        assert link, f"{chapter} has no .ipynb download"
+        nb = nbformat.read(HTML / "book" / link.group(1), as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert len(code) == (REPO / f"{chapter}.md").read_text().count("```{code-cell}"), f"{chapter}: code cells missing"
+        assert sum(bool(c.outputs) for c in code) >= len(code) // 2, f"{chapter}: the notebook is not executed"
