@@ -5,8 +5,8 @@
   script is copied from the installed plotly package, so the library in the page
   always matches the one that produced the figures.
 - Offer every chapter as a notebook: the theme's download menu gets an
-  ``.ipynb`` entry pointing at the notebook that myst-nb executed for the page
-  (with its outputs), next to the MyST Markdown source.
+  ``.ipynb`` entry, the notebook myst-nb made of the page's MyST source (code
+  and text, to run in JupyterLab), next to the source itself.
 """
 
 import shutil
