@@ -20,13 +20,11 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
-from collections import Counter
 from typing import Callable, TypeVar
 
-import regex
 
 from lmkit.data import load_shakespeare
-from lmkit.tokenizers import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, BPETokenizer, merge
+from lmkit.tokenizers import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, BPETokenizer, naive_bpe_train
 
 PATTERNS: dict[str, str | None] = {"none": None, "gpt2": GPT2_SPLIT_PATTERN, "gpt4": GPT4_SPLIT_PATTERN}
 
@@ -45,23 +43,6 @@ def best_of(repeats: int, fn: Callable[[], T]) -> tuple[float, T]:
         result = fn()
         best = min(best, time.perf_counter() - start)
     return best, result  # type: ignore[return-value]
-
-
-def naive_train(text: str, vocab_size: int, pattern: str | None) -> dict[tuple[int, int], int]:
-    """Textbook BPE: after every merge, recount all pairs of all chunks."""
-    pieces = regex.findall(pattern, text) if pattern is not None else [text]
-    chunks = [list(p.encode("utf-8")) for p in pieces if p]
-    merges: dict[tuple[int, int], int] = {}
-    for new_id in range(256, vocab_size):
-        counts: Counter[tuple[int, int]] = Counter()
-        for chunk in chunks:
-            counts.update(zip(chunk, chunk[1:]))
-        if not counts:
-            break
-        pair = min(counts, key=lambda p: (-counts[p], p))  # ties: smallest pair, as lmkit
-        merges[pair] = new_id
-        chunks = [merge(chunk, pair, new_id) for chunk in chunks]
-    return merges
 
 
 def bench_full(corpus: str, vocab_size: int, repeats: int) -> None:
@@ -89,7 +70,7 @@ def bench_naive(corpus: str, n_chars: int, vocab_size: int, repeats: int) -> Non
     print(header)
     print("-" * len(header))
     for name, pattern in PATTERNS.items():
-        naive_s, expected = best_of(repeats, lambda: naive_train(text, vocab_size, pattern))
+        naive_s, expected = best_of(repeats, lambda: naive_bpe_train(text, vocab_size, pattern))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a short slice may run out of pairs
             lmkit_s, tok = best_of(repeats, lambda: BPETokenizer(pattern).train(text, vocab_size))

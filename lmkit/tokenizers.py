@@ -178,6 +178,31 @@ def merge(ids: Sequence[int], pair: Pair, new_id: int) -> list[int]:
     return out
 
 
+def naive_bpe_train(text: str, vocab_size: int, pattern: str | None = None) -> dict[Pair, int]:
+    """Textbook BPE training: recount every pair of the whole text after each merge.
+
+    Learns the same merges as ``BPETokenizer(pattern).train(text, vocab_size)``
+    (ties go to the smallest pair) at a cost of (merges x text length): the
+    yardstick that shows why the tokenizer keeps its counts up to date instead.
+    """
+    _check_text(text)
+    if vocab_size < 256:
+        raise ValueError(f"vocab_size must be at least 256, got {vocab_size}")
+    pieces = regex.findall(pattern, text) if pattern is not None else [text]
+    chunks = [list(p.encode("utf-8")) for p in pieces if p]
+    merges: dict[Pair, int] = {}
+    for new_id in range(256, vocab_size):
+        counts: Counter[Pair] = Counter()
+        for chunk in chunks:
+            counts.update(zip(chunk, chunk[1:]))
+        if not counts:
+            break
+        pair = min(counts, key=lambda p: (-counts[p], p))
+        merges[pair] = new_id
+        chunks = [merge(chunk, pair, new_id) for chunk in chunks]
+    return merges
+
+
 class _PairIndex:
     """Token sequences as linked lists, with pair counts kept up to date as pairs merge.
 

@@ -26,6 +26,7 @@ from lmkit.tokenizers import (
     WordTokenizer,
     get_pair_counts,
     merge,
+    naive_bpe_train,
 )
 
 EOT = "<|endoftext|>"
@@ -52,24 +53,6 @@ def sample(corpus) -> str:
 
 
 # --- naive reference implementation ----------------------------------------------------
-
-
-def reference_train(text: str, vocab_size: int, pattern: str | None) -> dict[tuple[int, int], int]:
-    """Textbook BPE: recount all pairs over all chunks after every merge."""
-    pieces = regex.findall(pattern, text) if pattern is not None else [text]
-    chunks = [list(p.encode("utf-8")) for p in pieces if p]
-    merges: dict[tuple[int, int], int] = {}
-    for new_id in range(256, vocab_size):
-        counts: Counter[tuple[int, int]] = Counter()
-        for chunk in chunks:
-            counts.update(zip(chunk, chunk[1:]))
-        if not counts:
-            break
-        # Highest count; among equal counts, the numerically smallest pair.
-        pair = min(counts, key=lambda p: (-counts[p], p))
-        merges[pair] = new_id
-        chunks = [merge(chunk, pair, new_id) for chunk in chunks]
-    return merges
 
 
 def reference_encode(text: str, merges: dict[tuple[int, int], int], pattern: str | None) -> list[int]:
@@ -174,7 +157,7 @@ def test_bpe_matches_naive_reference(pattern_name, text_name, sample, corpus):
     else:
         # Few distinct pairs: a 60-merge run reaches the many ties among rare pairs.
         train_text, n_merges, other = UNICODE_TEXT, 60, "Ünïcödé café 🙂🎉 日本語 naïve Zürich 42!"
-    expected = reference_train(train_text, 256 + n_merges, pattern)
+    expected = naive_bpe_train(train_text, 256 + n_merges, pattern)
     assert len(expected) == n_merges, "reference ran out of pairs: pick a smaller n_merges"
     tok = BPETokenizer(pattern).train(train_text, vocab_size=256 + n_merges)
     assert list(tok.merges.items()) == list(expected.items())
@@ -192,7 +175,7 @@ def test_bpe_matches_naive_reference_on_random_small_texts(text, n_merges, patte
     # A tiny alphabet gives many overlapping runs ("aaa", "abab") and ties,
     # the cases where incremental pair counting is easiest to get wrong.
     pattern = PATTERNS[pattern_name]
-    expected = reference_train(text, 256 + n_merges, pattern)
+    expected = naive_bpe_train(text, 256 + n_merges, pattern)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # short texts often run out of pairs
         tok = BPETokenizer(pattern).train(text, vocab_size=256 + n_merges)
