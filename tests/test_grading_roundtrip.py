@@ -67,7 +67,30 @@ def submissions_01() -> dict:
     }
 
 
-SUBMISSIONS = {"00_bag_of_words": submissions_00, "01_tokens_and_embeddings": submissions_01}
+def submissions_02() -> dict:
+    aid = "02_recurrent_networks"
+    return {
+        "solution": solved(aid),
+        "blank": blank(aid),
+        # Classic mistakes: the state is not carried between steps; targets not shifted.
+        "wrong": replace_in_cell(
+            replace_in_cell(solved(aid), "unroll", "h = rnn_cell(x[:, t], h, W_ih, W_hh, b_ih, b_hh)", "h = rnn_cell(x[:, t], h0, W_ih, W_hh, b_ih, b_hh)"),
+            "next_token_loss",
+            "F.cross_entropy(logits[:, :-1].reshape(-1, V), idx[:, 1:].reshape(-1))",
+            "F.cross_entropy(logits.reshape(-1, V), idx.reshape(-1))",
+        ),
+        # A correct alternative: the LSTM written gate by gate with loops over the batch.
+        "loops": replace_in_cell(
+            solved(aid),
+            "lstm_cell",
+            "    z = x @ W_ih.T + b_ih + h @ W_hh.T + b_hh\n",
+            "    z = torch.stack([W_ih @ x[n] + b_ih + W_hh @ h[n] + b_hh for n in range(x.shape[0])])\n",
+        ),
+        "import_error": replace_in_cell(solved(aid), "rnn_cell", "def rnn_cell(", "import lmkit.no_such_module\n\n\ndef rnn_cell("),
+    }
+
+
+SUBMISSIONS = {"00_bag_of_words": submissions_00, "01_tokens_and_embeddings": submissions_01, "02_recurrent_networks": submissions_02}
 
 
 @pytest.fixture(scope="module", params=list(ASSIGNMENTS))
@@ -116,7 +139,8 @@ def test_wrong_submission_gets_some_but_not_all(graded):
     assert 0 < got < total, scores["wrong"]
     failed = {name for name, (s, m) in scores["wrong"].items() if s < m}
     expected = {"00_bag_of_words": {"test_lexicon_score", "test_predict", "test_accuracy_by_source"},
-                "01_tokens_and_embeddings": {"test_bpe_train", "test_word_vocab"}}[aid]
+                "01_tokens_and_embeddings": {"test_bpe_train", "test_word_vocab"},
+                "02_recurrent_networks": {"test_unroll", "test_next_token_loss"}}[aid]
     assert failed == expected, f"hidden tests should catch exactly the planted mistakes: failed {sorted(failed)}"
 
 
@@ -145,7 +169,11 @@ def test_broken_submissions_do_not_stop_the_run(graded):
         assert "no tests here" not in cell.source and "BEGIN HIDDEN TESTS" in cell.source
     else:
         got, total = autograded_points(scores, "import_error")
-        assert scores["import_error"]["test_char_tokenizer"][0] == 0 and 0 < got < total, scores["import_error"]
+        first_test = {"01_tokens_and_embeddings": "test_char_tokenizer", "02_recurrent_networks": "test_rnn_cell"}[aid]
+        assert scores["import_error"][first_test][0] == 0 and 0 < got < total, scores["import_error"]
+    if "loops" in subs:  # a correct alternative implementation gets full marks
+        got, total = autograded_points(scores, "loops")
+        assert got == total, scores["loops"]
 
 
 def test_feedback_export_and_determinism(graded):

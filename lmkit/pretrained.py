@@ -1,0 +1,141 @@
+"""Small checkpoints that ship with the course, and the recipes that make them.
+
+The book loads these instead of training for minutes at build time. Every
+checkpoint is reproducible: ``python -m lmkit.pretrained`` retrains them all
+(about five minutes on two CPU cores) into ``lmkit/checkpoints/``; ``--only NAME``
+retrains one. Each file stores the model's config and weights, the training
+history and the recipe used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from lmkit.data import get_batch, load_shakespeare, train_val_split
+from lmkit.rnn import EncoderDecoder, RecurrentLM
+from lmkit.tasks import COPY_VOCAB, START, copy_batch
+from lmkit.tokenizers import CharTokenizer
+from lmkit.train import TrainConfig, evaluate_lm, train
+
+CHECKPOINT_DIR = Path(str(resources.files("lmkit").joinpath("checkpoints")))
+
+# Character language models: the same recipe for the RNN and the LSTM.
+CHAR_LM = {"embed_dim": 64, "hidden_size": 256, "block_size": 128, "batch_size": 32}
+CHAR_LM_TRAIN = TrainConfig(steps=1200, lr=3e-3, min_lr=3e-4, warmup=50, eval_every=200, eval_batches=10, progress=True)
+# Copy task: encoder-decoder with a 64-unit state, source lengths 1..COPY_MAX_LEN.
+COPY = {"embed_dim": 32, "hidden_size": 64}
+COPY_MAX_LEN = 24
+COPY_TRAIN = TrainConfig(steps=3000, lr=3e-3, min_lr=3e-4, warmup=100, eval_every=500, eval_batches=10, progress=True)
+
+
+def char_data() -> tuple[CharTokenizer, torch.Tensor, torch.Tensor]:
+    """The character tokenizer of the corpus and its 90/10 train/val token streams."""
+    text = load_shakespeare()
+    tokenizer = CharTokenizer().train(text)
+    data = torch.tensor(tokenizer.encode(text))
+    train_data, val_data = train_val_split(data, val_fraction=0.1)
+    return tokenizer, train_data, val_data
+
+
+def build_char_lm(cell: str, config: TrainConfig = CHAR_LM_TRAIN, out_dir: Path = CHECKPOINT_DIR) -> Path:
+    torch.manual_seed(0)
+    tokenizer, train_data, val_data = char_data()
+    model = RecurrentLM(tokenizer.vocab_size, CHAR_LM["embed_dim"], CHAR_LM["hidden_size"], cell)  # type: ignore[arg-type]
+    generator = torch.Generator().manual_seed(0)
+
+    def batch(split: str) -> tuple:
+        return get_batch(train_data if split == "train" else val_data, CHAR_LM["block_size"], CHAR_LM["batch_size"], generator)
+
+    history = train(model, batch, config)
+    val_loss = evaluate_lm(model, val_data, CHAR_LM["block_size"])
+    return _save(out_dir / f"char_{cell}.pt", model.config, model, history, config, {"val_loss": val_loss, **CHAR_LM})
+
+
+def build_copy(config: TrainConfig = COPY_TRAIN, out_dir: Path = CHECKPOINT_DIR) -> Path:
+    torch.manual_seed(0)
+    model = EncoderDecoder(COPY_VOCAB, COPY["embed_dim"], COPY["hidden_size"])
+    generator = torch.Generator().manual_seed(0)
+
+    def batch(split: str) -> tuple:
+        length = int(torch.randint(1, COPY_MAX_LEN + 1, (1,), generator=generator))
+        return copy_batch(64, length, generator)
+
+    history = train(model, batch, config)
+    model_config = {"vocab_size": COPY_VOCAB, **COPY}
+    return _save(out_dir / "copy_lstm.pt", model_config, model, history, config, {"max_len": COPY_MAX_LEN, "start": START})
+
+
+def _save(path: Path, model_config: dict, model: torch.nn.Module, history, config: TrainConfig, extra: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {
+            "model_config": model_config,
+            "state_dict": model.state_dict(),
+            "history": dataclasses.asdict(history),
+            "train_config": dataclasses.asdict(config),
+            "torch_version": str(torch.__version__),
+            **extra,
+        },
+        path,
+    )
+    return path
+
+
+def _load(name: str, directory: Path) -> dict:
+    path = directory / name
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: rebuild it with `python -m lmkit.pretrained`")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_char_lm(cell: str, directory: Path = CHECKPOINT_DIR) -> tuple[RecurrentLM, dict]:
+    """The shipped character-level RNN (``"rnn"``) or LSTM (``"lstm"``) language model, in eval mode,
+    and its checkpoint (history, recipe, held-out loss)."""
+    if cell not in ("rnn", "lstm"):
+        raise ValueError(f"cell must be 'rnn' or 'lstm', got {cell!r}")
+    ckpt = _load(f"char_{cell}.pt", directory)
+    model = RecurrentLM(**ckpt["model_config"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), ckpt
+
+
+def load_copy_model(directory: Path = CHECKPOINT_DIR) -> tuple[EncoderDecoder, dict]:
+    """The shipped encoder-decoder LSTM trained on the copy task, in eval mode, and its checkpoint."""
+    ckpt = _load("copy_lstm.pt", directory)
+    cfg = ckpt["model_config"]
+    model = EncoderDecoder(cfg["vocab_size"], cfg["embed_dim"], cfg["hidden_size"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), ckpt
+
+
+BUILDERS = {
+    "char_rnn": lambda cfg, out: build_char_lm("rnn", cfg or CHAR_LM_TRAIN, out),
+    "char_lstm": lambda cfg, out: build_char_lm("lstm", cfg or CHAR_LM_TRAIN, out),
+    "copy_lstm": lambda cfg, out: build_copy(cfg or COPY_TRAIN, out),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Retrain the course's shipped checkpoints.")
+    parser.add_argument("--only", choices=list(BUILDERS), action="append", help="retrain only these (repeatable)")
+    parser.add_argument("--out", type=Path, default=CHECKPOINT_DIR, help="output folder (default: the package's)")
+    parser.add_argument("--steps", type=int, default=None, help="override the number of steps (for a quick trial)")
+    args = parser.parse_args(argv)
+    for name in args.only or list(BUILDERS):
+        cfg = None
+        if args.steps is not None:
+            base = CHAR_LM_TRAIN if name.startswith("char") else COPY_TRAIN
+            cfg = dataclasses.replace(base, steps=args.steps, warmup=min(base.warmup, args.steps - 1), eval_every=args.steps)
+        start = time.perf_counter()
+        path = BUILDERS[name](cfg, args.out)
+        print(f"{name}: wrote {path} in {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
