@@ -1,0 +1,67 @@
+"""The shipped checkpoints load, score what they claim, and can be rebuilt."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lmkit.pretrained import CHECKPOINT_DIR, char_data, load_char_lm, load_copy_model, main
+from lmkit.tasks import START, copy_batch
+from lmkit.train import evaluate_lm
+
+
+@pytest.fixture(scope="module")
+def val_data() -> torch.Tensor:
+    return char_data()[2]
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_char_lm_scores_its_recorded_held_out_loss(cell, val_data):
+    model, ckpt = load_char_lm(cell)
+    assert not model.training
+    # The book quotes ckpt["val_loss"]: it must be what the weights really score.
+    assert evaluate_lm(model, val_data, ckpt["block_size"]) == pytest.approx(ckpt["val_loss"], abs=1e-4)
+    # Far better than the bigram counts of chapter 0 (3.58 bits = 2.48 nats per character).
+    assert ckpt["val_loss"] < 1.75
+
+
+def test_lstm_beats_rnn_with_the_same_recipe():
+    assert load_char_lm("lstm")[1]["val_loss"] < load_char_lm("rnn")[1]["val_loss"]
+
+
+def test_copy_model_shows_the_bottleneck():
+    model, ckpt = load_copy_model()
+    g = torch.Generator().manual_seed(0)
+
+    def acc(n: int) -> float:
+        src, _, _ = copy_batch(256, n, g)
+        return (model.greedy(src, n, START) == src).float().mean().item()
+
+    assert acc(4) > 0.99  # short strings fit in the state
+    assert acc(ckpt["max_len"]) < 0.7  # the longest training strings do not
+
+
+def test_checkpoints_are_small():
+    total = sum(p.stat().st_size for p in CHECKPOINT_DIR.glob("*.pt"))
+    assert 0 < total < 5_000_000
+
+
+def test_unknown_cell_is_a_clear_error():
+    with pytest.raises(ValueError, match="'rnn' or 'lstm'"):
+        load_char_lm("gru")
+
+
+@pytest.mark.parametrize("name", ["char_rnn", "copy_lstm"])
+def test_recipe_rebuilds_a_loadable_checkpoint(name, tmp_path):
+    main(["--only", name, "--steps", "2", "--out", str(tmp_path)])
+    if name == "char_rnn":
+        model, ckpt = load_char_lm("rnn", tmp_path)
+        assert ckpt["train_config"]["steps"] == 2 and len(ckpt["history"]["train_loss"]) == 2
+    else:
+        model, ckpt = load_copy_model(tmp_path)
+    assert not model.training
+
+
+def test_missing_checkpoint_says_how_to_rebuild(tmp_path):
+    with pytest.raises(FileNotFoundError, match="python -m lmkit.pretrained"):
+        load_copy_model(tmp_path)
