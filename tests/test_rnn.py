@@ -39,21 +39,7 @@ CELLS = {"rnn": (RNNCell, nn.RNNCell), "lstm": (LSTMCell, nn.LSTMCell)}
 LAYERS = {"rnn": nn.RNN, "lstm": nn.LSTM}
 
 
-@pytest.fixture(autouse=True)
-def seeded_single_thread():
-    """Every test starts from the same global seed, without leaking it to other test files.
-
-    One intra-op thread: on tensors this small threads only add overhead, and on a
-    busy 2-core machine their synchronisation made these tests hundreds of times slower.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            yield
-    finally:
-        torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("seeded_single_thread")
 
 
 def close(actual, expected, atol=ATOL):

@@ -22,21 +22,7 @@ from lmkit.rnn import RecurrentLM
 from lmkit.train import History, TrainConfig, bits, evaluate, evaluate_lm, lr_at, make_optimizer, train
 
 
-@pytest.fixture(autouse=True)
-def seeded_single_thread():
-    """Every test starts from the same global seed, without leaking it to other test files.
-
-    One intra-op thread: on tensors this small threads only add overhead, and on a
-    busy 2-core machine their synchronisation can make a test hundreds of times slower.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            yield
-    finally:
-        torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("seeded_single_thread")
 
 
 def quiet(**kwargs) -> TrainConfig:
