@@ -19,7 +19,8 @@ import torch
 
 from lmkit.data import get_batch, load_shakespeare, train_val_split
 from lmkit.rnn import EncoderDecoder, RecurrentLM
-from lmkit.tasks import COPY_VOCAB, START, copy_batch
+from lmkit.tasks import COPY_LM_VOCAB, COPY_VOCAB, START, copy_batch, copy_lm_batch
+from lmkit.transformer import GPT, GPTConfig
 from lmkit.tokenizers import CharTokenizer
 from lmkit.train import TrainConfig, evaluate_lm, train
 
@@ -32,6 +33,15 @@ CHAR_LM_TRAIN = TrainConfig(steps=1200, lr=3e-3, min_lr=3e-4, warmup=50, eval_ev
 COPY = {"embed_dim": 32, "hidden_size": 64}
 COPY_MAX_LEN = 24
 COPY_TRAIN = TrainConfig(steps=3000, lr=3e-3, min_lr=3e-4, warmup=100, eval_every=500, eval_batches=10, progress=True)
+
+
+# Character GPTs of chapter 3: learned positions vs rotary positions, otherwise identical.
+CHAR_GPT = {"block_size": 128, "batch_size": 16}
+CHAR_GPT_MODEL = {"context": 128, "d_model": 128, "n_layers": 4, "n_heads": 4}
+CHAR_GPT_TRAIN = TrainConfig(steps=1500, lr=1e-3, min_lr=1e-4, warmup=100, eval_every=250, eval_batches=10, progress=True)
+# Copy task for a decoder-only transformer (rotary positions; sources padded to COPY_MAX_LEN).
+COPY_GPT_MODEL = {"context": 2 * COPY_MAX_LEN + 1, "d_model": 64, "n_layers": 2, "n_heads": 4, "positions": "rope"}
+COPY_GPT_TRAIN = TrainConfig(steps=2000, lr=1e-3, min_lr=1e-4, warmup=100, eval_every=500, eval_batches=10, progress=True)
 
 
 def char_data() -> tuple[CharTokenizer, torch.Tensor, torch.Tensor]:
@@ -69,6 +79,35 @@ def build_copy(config: TrainConfig = COPY_TRAIN, out_dir: Path = CHECKPOINT_DIR)
     history = train(model, batch, config)
     model_config = {"vocab_size": COPY_VOCAB, **COPY}
     return _save(out_dir / "copy_lstm.pt", model_config, model, history, config, {"max_len": COPY_MAX_LEN, "start": START})
+
+
+def build_char_gpt(positions: str, config: TrainConfig = CHAR_GPT_TRAIN, out_dir: Path = CHECKPOINT_DIR) -> Path:
+    torch.manual_seed(0)
+    tokenizer, train_data, val_data = char_data()
+    model_config = GPTConfig.gpt2(vocab_size=tokenizer.vocab_size, positions=positions, **CHAR_GPT_MODEL)
+    model = GPT(model_config)
+    generator = torch.Generator().manual_seed(0)
+
+    def batch(split: str) -> tuple:
+        return get_batch(train_data if split == "train" else val_data, CHAR_GPT["block_size"], CHAR_GPT["batch_size"], generator)
+
+    history = train(model, batch, config)
+    val_loss = evaluate_lm(model, val_data, CHAR_GPT["block_size"])
+    return _save(out_dir / f"char_gpt_{positions}.pt", dataclasses.asdict(model_config), model, history, config, {"val_loss": val_loss, **CHAR_GPT})
+
+
+def build_copy_gpt(config: TrainConfig = COPY_GPT_TRAIN, out_dir: Path = CHECKPOINT_DIR) -> Path:
+    torch.manual_seed(0)
+    model_config = GPTConfig.gpt2(vocab_size=COPY_LM_VOCAB, **COPY_GPT_MODEL)
+    model = GPT(model_config)
+    generator = torch.Generator().manual_seed(0)
+
+    def batch(split: str) -> tuple:
+        length = int(torch.randint(1, COPY_MAX_LEN + 1, (1,), generator=generator))
+        return copy_lm_batch(64, length, generator, pad_to=COPY_MAX_LEN)
+
+    history = train(model, batch, config)
+    return _save(out_dir / "copy_gpt.pt", dataclasses.asdict(model_config), model, history, config, {"max_len": COPY_MAX_LEN, "start": START})
 
 
 def _save(path: Path, model_config: dict, model: torch.nn.Module, history, config: TrainConfig, extra: dict) -> Path:
@@ -114,11 +153,24 @@ def load_copy_model(directory: Path = CHECKPOINT_DIR) -> tuple[EncoderDecoder, d
     return model.eval(), ckpt
 
 
+def load_gpt(name: str, directory: Path = CHECKPOINT_DIR) -> tuple[GPT, dict]:
+    """A shipped GPT checkpoint (``"char_gpt_learned"``, ``"char_gpt_rope"``, ``"copy_gpt"``), in eval mode."""
+    ckpt = _load(f"{name}.pt", directory)
+    model = GPT(GPTConfig(**ckpt["model_config"]))
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), ckpt
+
+
 BUILDERS = {
     "char_rnn": lambda cfg, out: build_char_lm("rnn", cfg or CHAR_LM_TRAIN, out),
     "char_lstm": lambda cfg, out: build_char_lm("lstm", cfg or CHAR_LM_TRAIN, out),
     "copy_lstm": lambda cfg, out: build_copy(cfg or COPY_TRAIN, out),
+    "char_gpt_learned": lambda cfg, out: build_char_gpt("learned", cfg or CHAR_GPT_TRAIN, out),
+    "char_gpt_rope": lambda cfg, out: build_char_gpt("rope", cfg or CHAR_GPT_TRAIN, out),
+    "copy_gpt": lambda cfg, out: build_copy_gpt(cfg or COPY_GPT_TRAIN, out),
 }
+RECIPES = {"char_rnn": CHAR_LM_TRAIN, "char_lstm": CHAR_LM_TRAIN, "copy_lstm": COPY_TRAIN,
+           "char_gpt_learned": CHAR_GPT_TRAIN, "char_gpt_rope": CHAR_GPT_TRAIN, "copy_gpt": COPY_GPT_TRAIN}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -130,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.only or list(BUILDERS):
         cfg = None
         if args.steps is not None:
-            base = CHAR_LM_TRAIN if name.startswith("char") else COPY_TRAIN
+            base = RECIPES[name]
             cfg = dataclasses.replace(base, steps=args.steps, warmup=min(base.warmup, args.steps - 1), eval_every=args.steps)
         start = time.perf_counter()
         path = BUILDERS[name](cfg, args.out)

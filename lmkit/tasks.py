@@ -12,6 +12,8 @@ import torch
 N_DIGITS = 10
 START = N_DIGITS  # the start-of-output token
 COPY_VOCAB = N_DIGITS + 1
+PAD = N_DIGITS + 1  # filler after a short source (decoder-only copy task)
+COPY_LM_VOCAB = N_DIGITS + 2
 
 
 def copy_batch(batch_size: int, length: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -26,3 +28,31 @@ def copy_batch(batch_size: int, length: int, generator: torch.Generator | None =
     src = torch.randint(N_DIGITS, (batch_size, length), generator=generator)
     tgt_in = torch.cat([torch.full((batch_size, 1), START), src[:, :-1]], dim=1)
     return src, tgt_in, src.clone()
+
+
+def copy_lm_batch(batch_size: int, length: int, generator: torch.Generator | None = None, pad_to: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The copy task for a decoder-only model: one sequence ``digits [PAD...] START digits``.
+
+    The source is padded to ``pad_to`` digits (default: no padding), so that the
+    copy of digit j always sits the same distance after the digit itself.
+    Returns ``(x, y)``, int64 of shape (B, P + L), P = ``pad_to or length``: ``x``
+    the sequence without its last token and ``y`` the next tokens, with the
+    targets before the copy set to -100 (ignored by ``cross_entropy``): only
+    writing the copy is scored.
+    """
+    pad_to = length if pad_to is None else pad_to
+    if pad_to < length:
+        raise ValueError(f"pad_to ({pad_to}) must be at least length ({length})")
+    src, _, _ = copy_batch(batch_size, length, generator)
+    pad = torch.full((batch_size, pad_to - length), PAD)
+    seq = torch.cat([src, pad, torch.full((batch_size, 1), START), src], dim=1)  # (B, P + 1 + L)
+    x, y = seq[:, :-1], seq[:, 1:].clone()
+    y[:, :pad_to] = -100
+    return x, y
+
+
+def copy_lm_prompt(src: torch.Tensor, pad_to: int | None = None) -> torch.Tensor:
+    """The prompt ``digits [PAD...] START`` for a decoder-only model to continue with the copy."""
+    B, L = src.shape
+    pad_to = L if pad_to is None else pad_to
+    return torch.cat([src, torch.full((B, pad_to - L), PAD), torch.full((B, 1), START)], dim=1)

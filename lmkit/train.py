@@ -51,10 +51,12 @@ class TrainConfig:
 
 @dataclass
 class History:
-    """Losses as training went: ``train_loss[k]`` at ``train_step[k]``, ``val_loss[k]`` at ``val_step[k]``."""
+    """Losses as training went: ``train_loss[k]`` at ``train_step[k]`` (reached after
+    ``train_seconds[k]`` seconds of training), ``val_loss[k]`` at ``val_step[k]``."""
 
     train_step: list[int] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
+    train_seconds: list[float] = field(default_factory=list)
     val_step: list[int] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     seconds: float = 0.0
@@ -112,6 +114,7 @@ def train(model: nn.Module, batch: BatchFn, config: TrainConfig) -> History:
         optimizer.step()
         history.train_step.append(step + 1)
         history.train_loss.append(loss.item())
+        history.train_seconds.append(time.perf_counter() - start)
         if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
             history.val_step.append(step + 1)
             history.val_loss.append(evaluate(model, batch, config.eval_batches))

@@ -167,3 +167,43 @@ def pca_2d(x: torch.Tensor) -> torch.Tensor:
     x = x - x.mean(dim=0)
     _, _, v = torch.linalg.svd(x, full_matrices=False)
     return x @ v[:2].T
+
+
+@torch.no_grad()
+def attention_maps(model, ids: Sequence[int]) -> torch.Tensor:
+    """Attention weights of every layer and head of a ``lmkit.transformer.GPT`` on one
+    sequence of token ids: (n_layers, n_heads, T, T), rows = queries."""
+    idx = torch.tensor([list(ids)])
+    x = model.tok_emb(idx)
+    if model.pos_emb is not None:
+        x = x + model.pos_emb(torch.arange(idx.shape[1]))
+    elif model.config.positions == "sinusoidal":
+        x = x + model.pos_table[: idx.shape[1]]
+    maps = []
+    for block in model.blocks:
+        _, weights = block.attn(block.norm1(x), causal=True, return_weights=True)
+        maps.append(weights[0])
+        x = block(x)
+    return torch.stack(maps)
+
+
+def attention_figure(maps: torch.Tensor, tokens: Sequence[str], title: str = "") -> go.Figure:
+    """Heatmaps of attention weights (L, H, T, T) with a dropdown over layers and heads,
+    so the static book can show every head without a kernel."""
+    L, H = maps.shape[:2]
+    labels = [f"{t}:{_visible(tok)}" for t, tok in enumerate(tokens)]
+    fig = go.Figure()
+    for layer in range(L):
+        for h in range(H):
+            fig.add_trace(go.Heatmap(z=maps[layer, h].tolist(), x=labels, y=labels, colorscale="Blues", zmin=0, zmax=1,
+                                     visible=layer == 0 and h == 0, showscale=layer == 0 and h == 0))
+    buttons = [
+        {"label": f"layer {layer}, head {h}", "method": "update",
+         "args": [{"visible": [i == layer * H + h for i in range(L * H)]}]}
+        for layer in range(L) for h in range(H)
+    ]
+    fig.update_layout(
+        title=title, updatemenus=[{"buttons": buttons, "x": 1.0, "xanchor": "right", "y": 1.15, "yanchor": "top"}],
+        yaxis={"autorange": "reversed", "title": "query (attends from)"}, xaxis={"title": "key (attends to)"}, height=650,
+    )
+    return fig

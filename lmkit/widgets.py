@@ -36,3 +36,40 @@ def tokenizer_explorer(tokenizers: Mapping[str, Tokenizer], text: str = "To be, 
     pick.observe(refresh, names="value")
     refresh()
     return widgets.VBox([box, pick, view])
+
+
+def attention_explorer(model, tokenizer: Tokenizer, text: str = "ROMEO:\nWhat light through yonder window breaks?") -> widgets.VBox:
+    """Type text and pick a layer and a head of a trained GPT (``lmkit.transformer.GPT``)
+    to see which earlier tokens each token attends to."""
+    import plotly.graph_objects as go
+    from IPython.display import display
+
+    from lmkit.viz import attention_maps
+
+    box = widgets.Textarea(value=text, description="text", layout=widgets.Layout(width="100%", height="4em"))
+    layer = widgets.IntSlider(value=0, min=0, max=model.config.n_layers - 1, description="layer")
+    head = widgets.IntSlider(value=0, min=0, max=model.config.n_heads - 1, description="head")
+    out = widgets.Output()
+
+    def refresh(_: object = None) -> None:
+        out.clear_output(wait=True)
+        with out:
+            try:
+                ids = tokenizer.encode(box.value)[-model.config.context :]
+            except ValueError as err:
+                print(err)
+                return
+            if not ids:
+                print("type some text")
+                return
+            maps = attention_maps(model, ids)  # (L, H, T, T)
+            labels = [f"{t}:{tok}" for t, tok in enumerate(tokenizer.tokens(tokenizer.decode(ids)))]
+            fig = go.Figure(go.Heatmap(z=maps[layer.value, head.value].tolist(), x=labels, y=labels, colorscale="Blues"))
+            fig.update_layout(title=f"layer {layer.value}, head {head.value}: row = query, column = key",
+                              yaxis={"autorange": "reversed"}, height=600)
+            display(fig)
+
+    for w in (box, layer, head):
+        w.observe(refresh, names="value")
+    refresh()
+    return widgets.VBox([box, widgets.HBox([layer, head]), out])

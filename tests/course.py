@@ -16,6 +16,7 @@ ASSIGNMENTS = {
     "00_bag_of_words": "bag_of_words.ipynb",
     "01_tokens_and_embeddings": "tokens_and_embeddings.ipynb",
     "02_recurrent_networks": "recurrent_networks.ipynb",
+    "03_attention": "attention.ipynb",
 }
 # nbgrader shells out to `alembic` and Jupyter starts kernels by name: both must
 # come from this environment, whatever PATH the tests were started with.

@@ -90,7 +90,32 @@ def submissions_02() -> dict:
     }
 
 
-SUBMISSIONS = {"00_bag_of_words": submissions_00, "01_tokens_and_embeddings": submissions_01, "02_recurrent_networks": submissions_02}
+def submissions_03() -> dict:
+    aid = "03_attention"
+    return {
+        "solution": solved(aid),
+        "blank": blank(aid),
+        # Classic mistakes: no 1/sqrt(d) scale; the norm applied after the residual sum (post-norm).
+        "wrong": replace_in_cell(
+            replace_in_cell(solved(aid), "attention_weights", "/ math.sqrt(q.shape[-1])", ""),
+            "block",
+            "    x = x + attn(norm1(x))\n    return x + mlp(norm2(x))",
+            "    x = norm1(x + attn(x))\n    return norm2(x + mlp(x))",
+        ),
+        # A correct alternative: einsum and an explicit -inf fill with torch.where.
+        "loops": replace_in_cell(
+            replace_in_cell(solved(aid), "attention_weights", "scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])",
+                            "scores = torch.einsum('...qd,...kd->...qk', q, k) / q.shape[-1] ** 0.5"),
+            "attention_weights",
+            "scores = scores.masked_fill(~mask, float(\"-inf\"))",
+            "scores = torch.where(mask, scores, torch.tensor(float(\"-inf\")))",
+        ),
+        "import_error": replace_in_cell(solved(aid), "attention_weights", "def attention_weights(", "import lmkit.no_such_module\n\n\ndef attention_weights("),
+    }
+
+
+SUBMISSIONS = {"00_bag_of_words": submissions_00, "01_tokens_and_embeddings": submissions_01,
+               "02_recurrent_networks": submissions_02, "03_attention": submissions_03}
 
 
 @pytest.fixture(scope="module", params=list(ASSIGNMENTS))
@@ -140,7 +165,9 @@ def test_wrong_submission_gets_some_but_not_all(graded):
     failed = {name for name, (s, m) in scores["wrong"].items() if s < m}
     expected = {"00_bag_of_words": {"test_lexicon_score", "test_predict", "test_accuracy_by_source"},
                 "01_tokens_and_embeddings": {"test_bpe_train", "test_word_vocab"},
-                "02_recurrent_networks": {"test_unroll", "test_next_token_loss"}}[aid]
+                "02_recurrent_networks": {"test_unroll", "test_next_token_loss"},
+                # without the scale every attention-based test fails; the block test catches post-norm
+                "03_attention": {"test_attention_weights", "test_attention", "test_mha", "test_block"}}[aid]
     assert failed == expected, f"hidden tests should catch exactly the planted mistakes: failed {sorted(failed)}"
 
 
@@ -169,7 +196,8 @@ def test_broken_submissions_do_not_stop_the_run(graded):
         assert "no tests here" not in cell.source and "BEGIN HIDDEN TESTS" in cell.source
     else:
         got, total = autograded_points(scores, "import_error")
-        first_test = {"01_tokens_and_embeddings": "test_char_tokenizer", "02_recurrent_networks": "test_rnn_cell"}[aid]
+        first_test = {"01_tokens_and_embeddings": "test_char_tokenizer", "02_recurrent_networks": "test_rnn_cell",
+                      "03_attention": "test_attention_weights"}[aid]
         assert scores["import_error"][first_test][0] == 0 and 0 < got < total, scores["import_error"]
     if "loops" in subs:  # a correct alternative implementation gets full marks
         got, total = autograded_points(scores, "loops")

@@ -1,0 +1,186 @@
+"""Transformer blocks and a GPT built from them, configured by one dataclass.
+
+"GPT-2 style" (LayerNorm, GELU MLP, learned positions) and "modern" (RMSNorm,
+SwiGLU, rotary positions) are two configurations of the same classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lmkit.attention import MultiHeadAttention, sinusoidal_positions
+
+
+class LayerNorm(nn.Module):
+    """Normalise each vector to zero mean and unit variance, then scale and shift."""
+
+    def __init__(self, d: int, eps: float = 1e-5, bias: bool = True) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d))
+        self.bias = nn.Parameter(torch.zeros(d)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=-1, keepdim=True)
+        var = x.var(dim=-1, keepdim=True, unbiased=False)
+        y = (x - mean) / torch.sqrt(var + self.eps) * self.weight
+        return y if self.bias is None else y + self.bias
+
+
+class RMSNorm(nn.Module):
+    """Scale each vector to unit root-mean-square (no centring, no bias), then by a gain."""
+
+    def __init__(self, d: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps) * self.weight
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward: Linear -> GELU -> Linear."""
+
+    def __init__(self, d: int, hidden: int, bias: bool = True, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.fc = nn.Linear(d, hidden, bias=bias)
+        self.proj = nn.Linear(hidden, d, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.proj(F.gelu(self.fc(x))))
+
+
+class SwiGLU(nn.Module):
+    """Gated feed-forward: (SiLU(x W_gate) * x W_up) W_down."""
+
+    def __init__(self, d: int, hidden: int, bias: bool = False, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.gate = nn.Linear(d, hidden, bias=bias)
+        self.up = nn.Linear(d, hidden, bias=bias)
+        self.down = nn.Linear(hidden, d, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.down(F.silu(self.gate(x)) * self.up(x)))
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 65
+    context: int = 64  # the longest sequence the model accepts (learned positions have this many rows)
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    mlp_hidden: int | None = None  # default: 4 * d_model (GELU) or 8/3 * d_model rounded (SwiGLU)
+    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    mlp: Literal["gelu", "swiglu"] = "gelu"
+    positions: Literal["learned", "sinusoidal", "rope", "none"] = "learned"
+    dropout: float = 0.0
+    bias: bool = True
+    tie_weights: bool = True  # the output layer reuses the token embedding matrix
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "context", "d_model", "n_layers", "n_heads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        choices = {"norm": ("layernorm", "rmsnorm"), "mlp": ("gelu", "swiglu"), "positions": ("learned", "sinusoidal", "rope", "none")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.mlp_hidden is not None and self.mlp_hidden < 1:
+            raise ValueError(f"mlp_hidden must be positive, got {self.mlp_hidden}")
+        if self.mlp_hidden is None:
+            self.mlp_hidden = 4 * self.d_model if self.mlp == "gelu" else 32 * ((8 * self.d_model // 3 + 31) // 32)
+
+    @classmethod
+    def gpt2(cls, **kwargs) -> GPTConfig:
+        return cls(**{"norm": "layernorm", "mlp": "gelu", "positions": "learned", **kwargs})
+
+    @classmethod
+    def modern(cls, **kwargs) -> GPTConfig:
+        return cls(**{"norm": "rmsnorm", "mlp": "swiglu", "positions": "rope", "bias": False, **kwargs})
+
+
+def make_norm(config: GPTConfig) -> nn.Module:
+    return LayerNorm(config.d_model, bias=config.bias) if config.norm == "layernorm" else RMSNorm(config.d_model)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.norm1 = make_norm(config)
+        self.attn = MultiHeadAttention(config.d_model, config.n_heads, config.dropout, config.bias, rope=config.positions == "rope")
+        self.norm2 = make_norm(config)
+        mlp = MLP if config.mlp == "gelu" else SwiGLU
+        self.mlp = mlp(config.d_model, config.mlp_hidden, config.bias, config.dropout)
+
+    def forward(self, x: torch.Tensor, causal: bool = True) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), causal=causal)
+        return x + self.mlp(self.norm2(x))
+
+
+class GPT(nn.Module):
+    """Decoder-only transformer language model.
+
+    ``forward(idx (B, T), targets (B, T) or None)`` returns ``(logits (B, T, V), loss)``;
+    ``targets[b, t]`` is the token that follows ``idx[b, t]``.
+    """
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)
+        self.pos_emb = nn.Embedding(config.context, config.d_model) if config.positions == "learned" else None
+        if config.positions == "sinusoidal":
+            self.register_buffer("pos_table", sinusoidal_positions(config.context, config.d_model), persistent=False)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.norm = make_norm(config)
+        self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        if config.tie_weights:
+            self.head.weight = self.tok_emb.weight
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        # GPT-2's initialisation: small normal weights, zero biases.
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def num_parameters(self) -> int:
+        """Trainable parameters, counting a tied embedding/output matrix once."""
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if idx.ndim != 2:
+            raise ValueError(f"idx must have shape (B, T), got {tuple(idx.shape)}")
+        T = idx.shape[1]
+        if T > self.config.context and self.config.positions in ("learned", "sinusoidal"):
+            raise ValueError(f"sequence of length {T} is longer than the context of {self.config.context} positions this model was built for")
+        x = self.tok_emb(idx)  # (B, T, C)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(torch.arange(T, device=idx.device))
+        elif self.config.positions == "sinusoidal":
+            x = x + self.pos_table[:T]
+        x = self.drop(x)
+        for block in self.blocks:
+            x = block(x)
+        logits = self.head(self.norm(x))  # (B, T, V)
+        loss = None if targets is None else F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        return logits, loss
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)
