@@ -46,6 +46,11 @@ def scaled_dot_product_attention(
     return (out, weights) if return_weights else out
 
 
+def dropout_layer(p: float) -> nn.Module:
+    """Dropout, or nothing at all when p is 0 (training-mode dropout with p = 0 still costs time)."""
+    return nn.Dropout(p) if p > 0 else nn.Identity()
+
+
 def check_mask(mask: torch.Tensor, scores_shape: torch.Size) -> None:
     """A clear error unless ``mask`` is bool and broadcasts to the scores' shape."""
     if mask.dtype != torch.bool:
@@ -91,6 +96,24 @@ class RoPE(nn.Module):
         return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
+class LayerCache:
+    """Keys and values of one attention layer for the positions seen so far: (B, H, T_past, hd)."""
+
+    def __init__(self) -> None:
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        return 0 if self.k is None else self.k.shape[-2]
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store the new positions' keys and values; return those of all positions so far."""
+        self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)
+        self.v = v if self.v is None else torch.cat([self.v, v], dim=-2)
+        return self.k, self.v
+
+
 class MultiHeadAttention(nn.Module):
     """Self-attention with ``n_heads`` heads of size ``d_model / n_heads``.
 
@@ -108,7 +131,7 @@ class MultiHeadAttention(nn.Module):
         self.d_model, self.n_heads, self.head_dim = d_model, n_heads, d_model // n_heads
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
         self.proj = nn.Linear(d_model, d_model, bias=bias)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = dropout_layer(dropout)
         self.rope = RoPE(self.head_dim) if rope else None
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
@@ -123,26 +146,40 @@ class MultiHeadAttention(nn.Module):
         return x.transpose(1, 2).reshape(B, T, H * hd)
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False, return_weights: bool = False
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        causal: bool = False,
+        return_weights: bool = False,
+        cache: LayerCache | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """x: (B, T, C) -> (B, T, C); with ``return_weights`` also the weights (B, H, T, T).
+        """x: (B, T, C) -> (B, T, C); with ``return_weights`` also the weights (B, H, T, T_k).
 
-        ``mask`` (bool, True = attend) broadcasts to (B, H, T, T); ``causal`` adds the causal mask.
+        ``mask`` (bool, True = attend) broadcasts to (B, H, T, T_k); ``causal`` adds the
+        causal mask. With a ``cache``, ``x`` holds the positions after the cached ones:
+        their keys and values are added to the cache and the queries attend to all of them.
         """
         if x.ndim != 3 or x.shape[-1] != self.d_model:
             raise ValueError(f"input must have shape (B, T, {self.d_model}), got {tuple(x.shape)}")
         T = x.shape[1]
+        past = 0 if cache is None else cache.length
         q, k, v = (self.split_heads(t) for t in self.qkv(x).split(self.d_model, dim=-1))  # each (B, H, T, hd)
         if self.rope is not None:
-            q, k = self.rope(q), self.rope(k)
-        if causal:
-            mask = causal_mask(T, x.device) if mask is None else mask & causal_mask(T, x.device)
+            q, k = self.rope(q, offset=past), self.rope(k, offset=past)
+        if cache is not None:
+            k, v = cache.append(k, v)  # (B, H, past + T, hd)
+        T_k = k.shape[-2]
+        fused_causal = causal and mask is None and past == 0 and not return_weights
+        if causal and not fused_causal:
+            # query i sits at position past + i and may see keys 0 .. past + i
+            allowed = torch.arange(T_k, device=x.device)[None, :] <= torch.arange(past, past + T, device=x.device)[:, None]
+            mask = allowed if mask is None else mask & allowed
         if return_weights:
             out, weights = scaled_dot_product_attention(q, k, v, mask, return_weights=True)
         else:
             # The same computation as scaled_dot_product_attention above, in torch's fused kernel.
             if mask is not None:
-                check_mask(mask, q.shape[:-1] + (T,))
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+                check_mask(mask, q.shape[:-1] + (T_k,))
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=fused_causal)
         out = self.dropout(self.proj(self.merge_heads(out)))  # (B, T, C)
         return (out, weights) if return_weights else out

@@ -153,6 +153,53 @@ def load_copy_model(directory: Path = CHECKPOINT_DIR) -> tuple[EncoderDecoder, d
     return model.eval(), ckpt
 
 
+# Chapter 4: the course GPT, trained by the command line with the baby-GPT recipe.
+GPT_RECIPE = ["--steps", "2000", "--quiet"]
+DEPTHS = [1, 2, 4]
+DEPTH_STEPS = 2000  # the course recipe; shorter runs do not separate the depths
+DEPTH_RECIPE: list[str] = []
+
+
+def build_course_gpt(preset: str, steps: int | None = None, out_dir: Path = CHECKPOINT_DIR) -> Path:
+    from lmkit.train import main as train_main
+
+    name = "gpt_shakespeare" if preset == "gpt2" else "gpt_shakespeare_modern"
+    args = ["--out", str(out_dir / f"{name}.pt"), "--preset", preset, *GPT_RECIPE]
+    if steps is not None:
+        args += ["--steps", str(steps), "--warmup", str(min(100, steps - 1)), "--eval-every", str(steps)]
+    return strip_for_release(train_main(args))
+
+
+def strip_for_release(path: Path) -> Path:
+    """Drop what only resuming needs (optimizer moments, random states): a third of the size."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("optimizer", "generator_states", "torch_rng"):
+        state.pop(key, None)
+    torch.save(state, path)
+    return path
+
+
+def build_depth_sweep(steps: int | None = None, out_dir: Path = CHECKPOINT_DIR) -> Path:
+    """Held-out loss of GPTs of several depths, same recipe and budget otherwise (results only, no weights)."""
+    import json
+    import tempfile
+
+    from lmkit.train import main as train_main
+
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for depth in DEPTHS:
+            n = steps or DEPTH_STEPS
+            path = train_main(["--out", f"{tmp}/d{depth}.pt", "--n-layers", str(depth), "--steps", str(n), "--warmup", str(min(50, n - 1)),
+                               "--eval-every", str(max(1, n // 4)), "--quiet", *DEPTH_RECIPE])
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            n_params = sum(v.numel() for k, v in ckpt["state_dict"].items() if k != "head.weight")  # tied with tok_emb
+            results.append({"n_layers": depth, "parameters": n_params, "val_loss": ckpt["val_loss"], "history": ckpt["history"]})
+    out = out_dir / "depth_sweep.json"
+    out.write_text(json.dumps({"steps": steps or DEPTH_STEPS, "results": results}, indent=1))
+    return out
+
+
 def load_gpt(name: str, directory: Path = CHECKPOINT_DIR) -> tuple[GPT, dict]:
     """A shipped GPT checkpoint (``"char_gpt_learned"``, ``"char_gpt_rope"``, ``"copy_gpt"``), in eval mode."""
     ckpt = _load(f"{name}.pt", directory)
@@ -168,9 +215,13 @@ BUILDERS = {
     "char_gpt_learned": lambda cfg, out: build_char_gpt("learned", cfg or CHAR_GPT_TRAIN, out),
     "char_gpt_rope": lambda cfg, out: build_char_gpt("rope", cfg or CHAR_GPT_TRAIN, out),
     "copy_gpt": lambda cfg, out: build_copy_gpt(cfg or COPY_GPT_TRAIN, out),
+    "gpt_shakespeare": lambda cfg, out: build_course_gpt("gpt2", cfg and cfg.steps, out),
+    "gpt_shakespeare_modern": lambda cfg, out: build_course_gpt("modern", cfg and cfg.steps, out),
+    "depth_sweep": lambda cfg, out: build_depth_sweep(cfg and cfg.steps, out),
 }
 RECIPES = {"char_rnn": CHAR_LM_TRAIN, "char_lstm": CHAR_LM_TRAIN, "copy_lstm": COPY_TRAIN,
-           "char_gpt_learned": CHAR_GPT_TRAIN, "char_gpt_rope": CHAR_GPT_TRAIN, "copy_gpt": COPY_GPT_TRAIN}
+           "char_gpt_learned": CHAR_GPT_TRAIN, "char_gpt_rope": CHAR_GPT_TRAIN, "copy_gpt": COPY_GPT_TRAIN,
+           "gpt_shakespeare": CHAR_GPT_TRAIN, "gpt_shakespeare_modern": CHAR_GPT_TRAIN, "depth_sweep": CHAR_GPT_TRAIN}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,10 +9,12 @@ evaluation and a progress bar, and records a ``History``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -78,7 +80,7 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, foreach=True)
+    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, fused=True)
 
 
 @torch.no_grad()
@@ -93,14 +95,48 @@ def evaluate(model: nn.Module, batch: BatchFn, n_batches: int, split: str = "val
     return sum(losses) / len(losses)
 
 
-def train(model: nn.Module, batch: BatchFn, config: TrainConfig) -> History:
+def train(
+    model: nn.Module,
+    batch: BatchFn,
+    config: TrainConfig,
+    *,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+    generators: Sequence[torch.Generator] = (),
+    extra: dict | None = None,
+    on_eval: Callable[[int, nn.Module], None] | None = None,
+    until: int | None = None,
+) -> History:
     """Train ``model`` for ``config.steps`` steps; evaluate on ``"val"`` every
-    ``eval_every`` steps and at the end. Returns the loss history."""
+    ``eval_every`` steps and at the end. Returns the loss history.
+
+    Checkpoints: with ``checkpoint`` (a path), the model, optimizer, step, history,
+    config, ``extra`` (e.g. the model config and tokenizer) and the states of the
+    random ``generators`` the batch function uses are saved every
+    ``checkpoint_every`` steps and at the end; with ``resume=True`` an existing
+    checkpoint is loaded first and training continues exactly where it stopped.
+    ``until`` stops after that step (the schedule still spans ``config.steps``).
+    ``on_eval(step, model)`` runs after each evaluation.
+    """
     optimizer = make_optimizer(model, config)
     history = History()
+    first = 0
+    if resume and checkpoint is not None and Path(checkpoint).exists():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        if state["train_config"] != dataclasses.asdict(config):
+            raise ValueError(f"{checkpoint} was made with another training config; resume with the same one")
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        history = History(**state["history"])
+        first = state["step"]
+        for g, g_state in zip(generators, state["generator_states"]):
+            g.set_state(g_state)
+        torch.set_rng_state(state["torch_rng"])
+    last = config.steps if until is None else min(until, config.steps)
     model.train()
-    start = time.perf_counter()
-    bar = tqdm(range(config.steps), disable=not config.progress, desc="training", mininterval=1.0)
+    start = time.perf_counter() - history.seconds
+    bar = tqdm(range(first, last), disable=not config.progress, desc="training", mininterval=1.0, initial=first, total=config.steps)
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, config)
@@ -119,8 +155,34 @@ def train(model: nn.Module, batch: BatchFn, config: TrainConfig) -> History:
             history.val_step.append(step + 1)
             history.val_loss.append(evaluate(model, batch, config.eval_batches))
             bar.set_postfix(train=f"{loss.item():.3f}", val=f"{history.val_loss[-1]:.3f}")
-    history.seconds = time.perf_counter() - start
+            if on_eval is not None:
+                on_eval(step + 1, model)
+        history.seconds = time.perf_counter() - start
+        if checkpoint is not None and ((checkpoint_every and (step + 1) % checkpoint_every == 0) or step + 1 == last):
+            save_checkpoint(checkpoint, model, optimizer, step + 1, history, config, generators, extra)
     return history
+
+
+def save_checkpoint(
+    path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, step: int, history: History,
+    config: TrainConfig, generators: Sequence[torch.Generator] = (), extra: dict | None = None,
+) -> None:
+    """Everything needed to resume training exactly, or to load the model for use."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "state_dict": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "step": step,
+        "history": dataclasses.asdict(history),
+        "train_config": dataclasses.asdict(config),
+        "generator_states": [g.get_state() for g in generators],
+        "torch_rng": torch.get_rng_state(),
+        "torch_version": str(torch.__version__),
+        **(extra or {}),
+    }
+    tmp = Path(str(path) + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # never leave a half-written checkpoint behind
 
 
 @torch.no_grad()
@@ -150,3 +212,87 @@ def evaluate_lm(model: nn.Module, data: torch.Tensor, block_size: int, batch_siz
 def bits(nats: float) -> float:
     """Convert a loss in nats (natural log) to bits: divide by ln 2."""
     return nats / math.log(2)
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    """Command line: pretrain a character-level GPT on the bundled corpus.
+
+    ``python -m lmkit.train --out run.pt`` runs the course's baby-GPT recipe;
+    every hyper-parameter is a flag (``--help``); ``--resume`` continues a run.
+    """
+    import argparse
+
+    from lmkit.data import get_batch, load_shakespeare, train_val_split
+    from lmkit.generate import generate
+    from lmkit.tokenizers import CharTokenizer
+    from lmkit.transformer import GPT, GPTConfig
+
+    p = argparse.ArgumentParser(prog="python -m lmkit.train", description=main.__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, required=True, help="checkpoint file to write (and to resume from)")
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument("--preset", choices=["gpt2", "modern"], default="gpt2", help="LayerNorm/GELU/learned positions, or RMSNorm/SwiGLU/RoPE")
+    p.add_argument("--n-layers", type=int, default=4)
+    p.add_argument("--n-heads", type=int, default=4)
+    p.add_argument("--d-model", type=int, default=128)
+    p.add_argument("--mlp-hidden", type=int, default=None)
+    p.add_argument("--context", type=int, default=64, help="block size: tokens per training sequence")
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--batch-size", type=int, default=12)
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--min-lr", type=float, default=1e-4)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--beta2", type=float, default=0.99)
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument("--eval-batches", type=int, default=20)
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sample-prompt", default="\n", help="text that samples recorded at each evaluation start with")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+
+    text = load_shakespeare()
+    tokenizer = CharTokenizer().train(text)
+    data = torch.tensor(tokenizer.encode(text))
+    train_data, val_data = train_val_split(data, val_fraction=0.1)
+    preset = GPTConfig.gpt2 if args.preset == "gpt2" else GPTConfig.modern
+    model_config = preset(vocab_size=tokenizer.vocab_size, context=args.context, d_model=args.d_model, n_layers=args.n_layers,
+                          n_heads=args.n_heads, mlp_hidden=args.mlp_hidden, dropout=args.dropout)
+    config = TrainConfig(steps=args.steps, lr=args.lr, min_lr=args.min_lr, warmup=args.warmup, weight_decay=args.weight_decay,
+                         betas=(0.9, args.beta2), grad_clip=args.grad_clip, eval_every=args.eval_every,
+                         eval_batches=args.eval_batches, progress=not args.quiet)
+    torch.manual_seed(args.seed)
+    model = GPT(model_config)
+    generator = torch.Generator().manual_seed(args.seed)
+
+    def batch(split: str) -> tuple:
+        return get_batch(train_data if split == "train" else val_data, args.context, args.batch_size, generator)
+
+    samples: dict[int, str] = {}
+
+    def record_sample(step: int, m: nn.Module) -> None:
+        ids = generate(m, tokenizer.encode(args.sample_prompt), max_new_tokens=200, temperature=0.8, seed=0, use_cache=False)  # type: ignore[arg-type]
+        samples[step] = tokenizer.decode(ids)
+
+    if args.resume and args.out.exists():
+        samples.update(torch.load(args.out, map_location="cpu", weights_only=True)["samples"])
+    else:
+        record_sample(0, model)
+    extra = {"model_config": dataclasses.asdict(model_config), "tokenizer_chars": tokenizer.itos, "samples": samples,
+             "block_size": args.context, "recipe": vars(args) | {"out": str(args.out)}}
+    history = train(model, batch, config, checkpoint=args.out, checkpoint_every=args.checkpoint_every, resume=args.resume,
+                    generators=[generator], extra=extra, on_eval=record_sample)
+    val_loss = evaluate_lm(model, val_data, args.context)
+    state = torch.load(args.out, map_location="cpu", weights_only=True)
+    state["val_loss"] = val_loss
+    torch.save(state, args.out)
+    n_tokens = config.steps * args.batch_size * args.context
+    print(f"{model.num_parameters():,} parameters; {n_tokens / history.seconds:,.0f} tokens/s; {history.seconds:.0f} s; "
+          f"held-out loss {val_loss:.4f} nats = {bits(val_loss):.3f} bits per character -> {args.out}")
+    return args.out
+
+
+if __name__ == "__main__":
+    main()

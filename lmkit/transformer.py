@@ -13,11 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmkit.attention import MultiHeadAttention, sinusoidal_positions
+from lmkit.attention import LayerCache, MultiHeadAttention, dropout_layer, sinusoidal_positions
 
 
 class LayerNorm(nn.Module):
-    """Normalise each vector to zero mean and unit variance, then scale and shift."""
+    """Normalise each vector to zero mean and unit variance, then scale and shift:
+    ``(x - mean) / sqrt(var + eps) * weight + bias`` (computed by torch's fused kernel)."""
 
     def __init__(self, d: int, eps: float = 1e-5, bias: bool = True) -> None:
         super().__init__()
@@ -26,14 +27,12 @@ class LayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(d)) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(dim=-1, keepdim=True)
-        var = x.var(dim=-1, keepdim=True, unbiased=False)
-        y = (x - mean) / torch.sqrt(var + self.eps) * self.weight
-        return y if self.bias is None else y + self.bias
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
 
 
 class RMSNorm(nn.Module):
-    """Scale each vector to unit root-mean-square (no centring, no bias), then by a gain."""
+    """Scale each vector to unit root-mean-square (no centring, no bias), then by a gain:
+    ``x / sqrt(mean(x**2) + eps) * weight``."""
 
     def __init__(self, d: int, eps: float = 1e-6) -> None:
         super().__init__()
@@ -41,7 +40,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(d))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps) * self.weight
+        return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
 
 
 class MLP(nn.Module):
@@ -51,7 +50,7 @@ class MLP(nn.Module):
         super().__init__()
         self.fc = nn.Linear(d, hidden, bias=bias)
         self.proj = nn.Linear(hidden, d, bias=bias)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = dropout_layer(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.proj(F.gelu(self.fc(x))))
@@ -65,7 +64,7 @@ class SwiGLU(nn.Module):
         self.gate = nn.Linear(d, hidden, bias=bias)
         self.up = nn.Linear(d, hidden, bias=bias)
         self.down = nn.Linear(hidden, d, bias=bias)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = dropout_layer(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.down(F.silu(self.gate(x)) * self.up(x)))
@@ -125,9 +124,21 @@ class Block(nn.Module):
         mlp = MLP if config.mlp == "gelu" else SwiGLU
         self.mlp = mlp(config.d_model, config.mlp_hidden, config.bias, config.dropout)
 
-    def forward(self, x: torch.Tensor, causal: bool = True) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), causal=causal)
+    def forward(self, x: torch.Tensor, causal: bool = True, cache: LayerCache | None = None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), causal=causal, cache=cache)
         return x + self.mlp(self.norm2(x))
+
+
+class KVCache:
+    """The keys and values of every layer for the positions a model has already read,
+    so that generating a token needs attention for that token only."""
+
+    def __init__(self, n_layers: int) -> None:
+        self.layers = [LayerCache() for _ in range(n_layers)]
+
+    @property
+    def length(self) -> int:
+        return self.layers[0].length
 
 
 class GPT(nn.Module):
@@ -144,7 +155,7 @@ class GPT(nn.Module):
         self.pos_emb = nn.Embedding(config.context, config.d_model) if config.positions == "learned" else None
         if config.positions == "sinusoidal":
             self.register_buffer("pos_table", sinusoidal_positions(config.context, config.d_model), persistent=False)
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = dropout_layer(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.norm = make_norm(config)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
@@ -164,20 +175,30 @@ class GPT(nn.Module):
         """Trainable parameters, counting a tied embedding/output matrix once."""
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def new_cache(self) -> KVCache:
+        return KVCache(self.config.n_layers)
+
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """With a ``cache``, ``idx`` continues the cached positions (which it extends).
+        Targets of -100 are ignored (e.g. padding or a prompt)."""
         if idx.ndim != 2:
             raise ValueError(f"idx must have shape (B, T), got {tuple(idx.shape)}")
+        past = 0 if cache is None else cache.length
         T = idx.shape[1]
-        if T > self.config.context and self.config.positions in ("learned", "sinusoidal"):
-            raise ValueError(f"sequence of length {T} is longer than the context of {self.config.context} positions this model was built for")
+        if past + T > self.config.context and self.config.positions in ("learned", "sinusoidal"):
+            raise ValueError(
+                f"sequence of length {past + T} is longer than the context of {self.config.context} positions this model was built for"
+            )
         x = self.tok_emb(idx)  # (B, T, C)
         if self.pos_emb is not None:
-            x = x + self.pos_emb(torch.arange(T, device=idx.device))
+            x = x + self.pos_emb(torch.arange(past, past + T, device=idx.device))
         elif self.config.positions == "sinusoidal":
-            x = x + self.pos_table[:T]
+            x = x + self.pos_table[past : past + T]
         x = self.drop(x)
-        for block in self.blocks:
-            x = block(x)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cache=None if cache is None else cache.layers[i])
         logits = self.head(self.norm(x))  # (B, T, V)
         loss = None if targets is None else F.cross_entropy(logits.flatten(0, 1), targets.flatten())
         return logits, loss

@@ -17,6 +17,7 @@ ASSIGNMENTS = {
     "01_tokens_and_embeddings": "tokens_and_embeddings.ipynb",
     "02_recurrent_networks": "recurrent_networks.ipynb",
     "03_attention": "attention.ipynb",
+    "04_gpt": "gpt.ipynb",
 }
 # nbgrader shells out to `alembic` and Jupyter starts kernels by name: both must
 # come from this environment, whatever PATH the tests were started with.

@@ -114,8 +114,27 @@ def submissions_03() -> dict:
     }
 
 
+def submissions_04() -> dict:
+    aid = "04_gpt"
+    return {
+        "solution": solved(aid),
+        "blank": blank(aid),
+        # Classic mistakes: temperature applied after the softmax; the cache fed the whole sequence again.
+        "wrong": replace_in_cell(
+            replace_in_cell(
+                replace_in_cell(solved(aid), "next_token_probs", "    logits = logits / temperature\n", ""),
+                "next_token_probs", "    return torch.softmax(logits, dim=-1)", "    return torch.softmax(logits, dim=-1) / temperature",
+            ),
+            "generate_greedy",
+            "        logits, _ = model(torch.tensor([[nxt]]), cache=cache)",
+            "        logits, _ = model(torch.tensor([out]), cache=cache)",
+        ),
+        "import_error": replace_in_cell(solved(aid), "gpt_forward", "def gpt_forward(", "import lmkit.no_such_module\n\n\ndef gpt_forward("),
+    }
+
+
 SUBMISSIONS = {"00_bag_of_words": submissions_00, "01_tokens_and_embeddings": submissions_01,
-               "02_recurrent_networks": submissions_02, "03_attention": submissions_03}
+               "02_recurrent_networks": submissions_02, "03_attention": submissions_03, "04_gpt": submissions_04}
 
 
 @pytest.fixture(scope="module", params=list(ASSIGNMENTS))
@@ -127,7 +146,9 @@ def graded(request, tmp_path_factory):
     subs = SUBMISSIONS[aid]()
     for student, nb in subs.items():
         submit(course, student, aid, nb)
-    proc = run("nbgrader", "autograde", aid, TIMEOUT, cwd=course, check=False)
+    # The endless-loop submission (first assignment) gets a short cell timeout to keep the test fast;
+    # the others run under the course config's 30 s, which the training cells of 04 need on a busy machine.
+    proc = run("nbgrader", "autograde", aid, *([TIMEOUT] if aid == "00_bag_of_words" else []), cwd=course, check=False)
     scores = {}
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         for student in subs:
@@ -167,7 +188,8 @@ def test_wrong_submission_gets_some_but_not_all(graded):
                 "01_tokens_and_embeddings": {"test_bpe_train", "test_word_vocab"},
                 "02_recurrent_networks": {"test_unroll", "test_next_token_loss"},
                 # without the scale every attention-based test fails; the block test catches post-norm
-                "03_attention": {"test_attention_weights", "test_attention", "test_mha", "test_block"}}[aid]
+                "03_attention": {"test_attention_weights", "test_attention", "test_mha", "test_block"},
+                "04_gpt": {"test_next_token_probs", "test_generate_greedy"}}[aid]
     assert failed == expected, f"hidden tests should catch exactly the planted mistakes: failed {sorted(failed)}"
 
 
@@ -197,7 +219,7 @@ def test_broken_submissions_do_not_stop_the_run(graded):
     else:
         got, total = autograded_points(scores, "import_error")
         first_test = {"01_tokens_and_embeddings": "test_char_tokenizer", "02_recurrent_networks": "test_rnn_cell",
-                      "03_attention": "test_attention_weights"}[aid]
+                      "03_attention": "test_attention_weights", "04_gpt": "test_gpt_forward"}[aid]
         assert scores["import_error"][first_test][0] == 0 and 0 < got < total, scores["import_error"]
     if "loops" in subs:  # a correct alternative implementation gets full marks
         got, total = autograded_points(scores, "loops")
@@ -214,7 +236,7 @@ def test_feedback_export_and_determinism(graded):
     by_student = {r["student_id"]: r for r in rows if r["assignment"] == aid}
     assert float(by_student["solution"]["score"]) == autograded_points(scores, "solution")[0]
     # Grading the same submission again gives the same score.
-    run("nbgrader", "autograde", aid, "--student=solution", "--force", TIMEOUT, cwd=course)
+    run("nbgrader", "autograde", aid, "--student=solution", "--force", cwd=course)
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         again = {g.name: g.score for nb in gb.find_submission(aid, "solution").notebooks for g in nb.grades}
     assert all(again[name] == s for name, (s, _) in scores["solution"].items())

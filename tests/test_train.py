@@ -522,3 +522,73 @@ def test_bits():
     assert bits(0.0) == 0.0
     # A uniform guess over 256 bytes costs 8 bits.
     assert bits(math.log(256)) == pytest.approx(8.0)
+
+
+def _resumable_run(tmp_path, split_at):
+    """Train a tiny GPT for 12 steps, optionally stopping at `split_at` and resuming from the checkpoint."""
+    from lmkit.transformer import GPT, GPTConfig
+
+    def fresh():
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(vocab_size=13, context=8, d_model=16, n_layers=1, n_heads=2, dropout=0.1))
+        generator = torch.Generator().manual_seed(0)
+        data = torch.randint(13, (500,), generator=torch.Generator().manual_seed(1))
+
+        def batch(split):
+            starts = torch.randint(len(data) - 9, (4,), generator=generator)
+            x = torch.stack([data[s : s + 8] for s in starts])
+            y = torch.stack([data[s + 1 : s + 9] for s in starts])
+            return x, y
+
+        return model, batch, generator
+
+    config = TrainConfig(steps=12, lr=1e-2, min_lr=1e-3, warmup=2, eval_every=4, eval_batches=2, progress=False)
+    path = tmp_path / "run.pt"
+    model, batch, generator = fresh()
+    history = train(model, batch, config, checkpoint=path, generators=[generator], until=split_at)
+    if split_at is not None:
+        model, batch, generator = fresh()  # a new process: everything comes from the checkpoint
+        history = train(model, batch, config, checkpoint=path, generators=[generator], resume=True)
+    return model, history
+
+
+def test_resume_continues_exactly_where_it_stopped(tmp_path):
+    straight, h1 = _resumable_run(tmp_path / "a", None)
+    resumed, h2 = _resumable_run(tmp_path / "b", 5)
+    assert h1.train_loss == h2.train_loss and h1.val_loss == h2.val_loss and h2.train_step == list(range(1, 13))
+    for p, q in zip(straight.parameters(), resumed.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_resume_refuses_another_config(tmp_path):
+    model = torch.nn.Linear(2, 1)
+
+    def batch(split):
+        x = torch.randn(4, 2)
+        return x, x.sum(dim=1, keepdim=True)
+
+    class Wrap(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = model
+
+        def forward(self, x, y):
+            out = self.lin(x)
+            return out, ((out - y) ** 2).mean()
+
+    path = tmp_path / "c.pt"
+    train(Wrap(), batch, TrainConfig(steps=3, eval_every=3, eval_batches=1, progress=False), checkpoint=path)
+    with pytest.raises(ValueError, match="another training config"):
+        train(Wrap(), batch, TrainConfig(steps=4, eval_every=3, eval_batches=1, progress=False), checkpoint=path, resume=True)
+
+
+def test_command_line_trains_and_resumes(tmp_path):
+    from lmkit.train import main
+
+    out = tmp_path / "cli.pt"
+    common = ["--out", str(out), "--steps", "4", "--n-layers", "1", "--d-model", "16", "--n-heads", "2", "--context", "16",
+              "--batch-size", "2", "--warmup", "1", "--eval-every", "2", "--eval-batches", "1", "--quiet"]
+    main(common)
+    state = torch.load(out, weights_only=True)
+    assert state["step"] == 4 and set(state["samples"]) == {0, 2, 4} and state["val_loss"] > 0
+    assert state["model_config"]["n_layers"] == 1 and len(state["tokenizer_chars"]) == 65

@@ -1,0 +1,89 @@
+"""Sampling text from a language model: greedy, temperature, top-k, top-p, with a KV cache."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from lmkit.transformer import GPT
+
+
+def next_token_distribution(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
+    """Turn logits (B, V) into sampling probabilities (B, V).
+
+    ``temperature`` divides the logits before the softmax (< 1 sharpens, > 1 flattens);
+    ``top_k`` keeps the k most likely tokens; ``top_p`` keeps the smallest set of most
+    likely tokens whose probability adds up to at least p (the nucleus).
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0 for sampling (use greedy decoding for 0), got {temperature}")
+    V = logits.shape[-1]
+    if top_k is not None and not 1 <= top_k <= V:
+        raise ValueError(f"top_k must be between 1 and the vocabulary size {V}, got {top_k}")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    logits = logits / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = F.softmax(logits, dim=-1)
+    if top_p is not None:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        # keep a token if the tokens ranked above it hold less than top_p
+        keep_sorted = sorted_probs.cumsum(dim=-1) - sorted_probs < top_p
+        keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+        probs = probs * keep
+        probs = probs / probs.sum(dim=-1, keepdim=True)
+    return probs
+
+
+@torch.no_grad()
+def generate(
+    model: GPT,
+    prompt_ids: Sequence[int] | torch.Tensor,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    use_cache: bool = True,
+) -> list[int]:
+    """Continue a prompt by ``max_new_tokens`` tokens; returns prompt + new ids.
+
+    ``temperature=0`` is greedy decoding (always the most likely token). With
+    ``use_cache`` the model reads the prompt once and then one token per step,
+    reusing the cached keys and values; without it, every step re-reads the whole
+    sequence (the last ``context`` tokens). Both give the same tokens.
+    """
+    ids = torch.as_tensor(prompt_ids, dtype=torch.long).flatten()
+    if ids.numel() == 0:
+        raise ValueError("the prompt must hold at least one token")
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    context = model.config.context
+    bounded = model.config.positions in ("learned", "sinusoidal")
+    if use_cache and bounded and len(ids) + max_new_tokens > context:
+        raise ValueError(f"prompt + new tokens ({len(ids) + max_new_tokens}) exceed the model's context of {context} (generate with use_cache=False to slide a window)")
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    was_training = model.training
+    model.eval()
+    out = ids.tolist()
+    cache = model.new_cache() if use_cache else None
+    step_input = ids[None]  # (1, T): the whole prompt first
+    try:
+        for _ in range(max_new_tokens):
+            if cache is None:
+                step_input = torch.tensor([out[-context:] if bounded else out])
+            logits = model(step_input, cache=cache)[0][:, -1]  # (1, V)
+            if temperature == 0:
+                nxt = int(logits.argmax(dim=-1))
+            else:
+                probs = next_token_distribution(logits, temperature, top_k, top_p)
+                nxt = int(torch.multinomial(probs, 1, generator=generator))
+            out.append(nxt)
+            step_input = torch.tensor([[nxt]])
+    finally:
+        model.train(was_training)
+    return out

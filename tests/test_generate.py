@@ -1,0 +1,91 @@
+"""Sampling and the KV cache, against straightforward references."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lmkit.generate import generate, next_token_distribution
+from lmkit.transformer import GPT, GPTConfig
+
+pytestmark = pytest.mark.usefixtures("seeded_single_thread")
+
+
+def tiny(positions: str = "learned", **kw) -> GPT:
+    model = GPT(GPTConfig(vocab_size=11, context=24, d_model=16, n_layers=2, n_heads=2, positions=positions, **kw)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))  # strong preferences, so a wrong position changes the tokens
+    return model
+
+
+def test_temperature_divides_logits_before_softmax():
+    logits = torch.tensor([[2.0, 1.0, 0.0]])
+    for t in (0.5, 1.0, 3.0):
+        torch.testing.assert_close(next_token_distribution(logits, temperature=t), F.softmax(logits / t, dim=-1))
+
+
+@pytest.mark.parametrize("k", [1, 2, 4, 5])
+def test_top_k_keeps_exactly_k_tokens(k):
+    logits = torch.tensor([[0.1, 3.0, -1.0, 2.0, 0.5]])
+    probs = next_token_distribution(logits, top_k=k)
+    kept = probs[0] > 0
+    assert int(kept.sum()) == k
+    assert set(kept.nonzero().flatten().tolist()) == set(logits[0].topk(k).indices.tolist())
+    torch.testing.assert_close(probs.sum(), torch.tensor(1.0))
+
+
+def test_top_p_keeps_the_smallest_nucleus():
+    probs_in = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    logits = probs_in.log()
+    # 0.5 < 0.7, 0.5 + 0.3 >= 0.7: the nucleus is the first two tokens
+    torch.testing.assert_close(next_token_distribution(logits, top_p=0.7), torch.tensor([[0.625, 0.375, 0.0, 0.0]]))
+    torch.testing.assert_close(next_token_distribution(logits, top_p=1.0), probs_in)
+    assert int((next_token_distribution(logits, top_p=0.01) > 0).sum()) == 1  # always at least the top token
+
+
+@pytest.mark.parametrize("kwargs", [{"temperature": 0.0}, {"top_k": 0}, {"top_k": 6}, {"top_p": 0.0}, {"top_p": 1.5}])
+def test_bad_sampling_settings_raise(kwargs):
+    with pytest.raises(ValueError):
+        next_token_distribution(torch.zeros(1, 5), **kwargs)
+
+
+@pytest.mark.parametrize("positions", ["learned", "sinusoidal", "rope", "none"])
+def test_cache_gives_the_same_tokens_as_recomputing(positions):
+    model = tiny(positions)
+    prompt = [1, 2, 3, 4]
+    for kwargs in ({"temperature": 0}, {"temperature": 0.9, "top_k": 5, "seed": 3}, {"temperature": 1.2, "top_p": 0.8, "seed": 4}):
+        assert generate(model, prompt, 20, use_cache=True, **kwargs) == generate(model, prompt, 20, use_cache=False, **kwargs)
+
+
+def test_cached_logits_equal_full_forward():
+    model = tiny("rope")
+    idx = torch.randint(11, (2, 12))
+    full = model(idx)[0]
+    cache = model.new_cache()
+    parts = [model(idx[:, :5], cache=cache)[0]] + [model(idx[:, t : t + 1], cache=cache)[0] for t in range(5, 12)]
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=0)
+    assert cache.length == 12  # every position entered exactly once
+
+
+def test_greedy_is_argmax_and_seeded_sampling_is_reproducible():
+    model = tiny()
+    out = generate(model, [5], 6, temperature=0)
+    seq = [5]
+    for _ in range(6):
+        seq.append(int(model(torch.tensor([seq]))[0][0, -1].argmax()))
+    assert out == seq
+    assert generate(model, [5], 10, seed=7) == generate(model, [5], 10, seed=7)
+
+
+def test_generate_errors_and_context():
+    model = tiny()
+    with pytest.raises(ValueError, match="at least one token"):
+        generate(model, [], 3)
+    with pytest.raises(ValueError, match="context"):
+        generate(model, [1] * 20, 10, use_cache=True)
+    assert len(generate(model, [1] * 20, 10, use_cache=False, temperature=0)) == 30  # slides a window instead
+    model.train()
+    generate(model, [1], 2)
+    assert model.training  # mode restored
