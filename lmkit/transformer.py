@@ -6,7 +6,7 @@ SwiGLU, rotary positions) are two configurations of the same classes.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -175,6 +175,17 @@ class GPT(nn.Module):
         """Trainable parameters, counting a tied embedding/output matrix once."""
         return sum(p.numel() for p in self.parameters())
 
+    def embed(self, idx: torch.Tensor, past: int = 0) -> torch.Tensor:
+        """Token embeddings plus the embeddings of positions past .. past + T - 1: (B, T, C).
+        Rotary positions are applied inside attention instead."""
+        T = idx.shape[1]
+        x = self.tok_emb(idx)  # (B, T, C)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(torch.arange(past, past + T, device=idx.device))
+        elif self.config.positions == "sinusoidal":
+            x = x + self.pos_table[past : past + T]
+        return x
+
     def new_cache(self) -> KVCache:
         return KVCache(self.config.n_layers)
 
@@ -191,17 +202,9 @@ class GPT(nn.Module):
             raise ValueError(
                 f"sequence of length {past + T} is longer than the context of {self.config.context} positions this model was built for"
             )
-        x = self.tok_emb(idx)  # (B, T, C)
-        if self.pos_emb is not None:
-            x = x + self.pos_emb(torch.arange(past, past + T, device=idx.device))
-        elif self.config.positions == "sinusoidal":
-            x = x + self.pos_table[past : past + T]
-        x = self.drop(x)
+        x = self.drop(self.embed(idx, past))
         for i, block in enumerate(self.blocks):
             x = block(x, cache=None if cache is None else cache.layers[i])
         logits = self.head(self.norm(x))  # (B, T, V)
         loss = None if targets is None else F.cross_entropy(logits.flatten(0, 1), targets.flatten())
         return logits, loss
-
-    def config_dict(self) -> dict:
-        return asdict(self.config)

@@ -173,12 +173,7 @@ def pca_2d(x: torch.Tensor) -> torch.Tensor:
 def attention_maps(model, ids: Sequence[int]) -> torch.Tensor:
     """Attention weights of every layer and head of a ``lmkit.transformer.GPT`` on one
     sequence of token ids: (n_layers, n_heads, T, T), rows = queries."""
-    idx = torch.tensor([list(ids)])
-    x = model.tok_emb(idx)
-    if model.pos_emb is not None:
-        x = x + model.pos_emb(torch.arange(idx.shape[1]))
-    elif model.config.positions == "sinusoidal":
-        x = x + model.pos_table[: idx.shape[1]]
+    x = model.embed(torch.tensor([list(ids)]))
     maps = []
     for block in model.blocks:
         _, weights = block.attn(block.norm1(x), causal=True, return_weights=True)
