@@ -53,7 +53,15 @@ def char_data() -> tuple[CharTokenizer, torch.Tensor, torch.Tensor]:
     return tokenizer, train_data, val_data
 
 
-def build_char_lm(cell: str, config: TrainConfig = CHAR_LM_TRAIN, out_dir: Path = CHECKPOINT_DIR) -> Path:
+def recipe(base: TrainConfig, steps: int | None) -> TrainConfig:
+    """``base``, or a shortened copy of it for a quick trial run of ``steps`` steps."""
+    if steps is None:
+        return base
+    return dataclasses.replace(base, steps=steps, warmup=min(base.warmup, steps - 1), eval_every=steps)
+
+
+def build_char_lm(cell: str, steps: int | None = None, out_dir: Path = CHECKPOINT_DIR) -> Path:
+    config = recipe(CHAR_LM_TRAIN, steps)
     torch.manual_seed(0)
     tokenizer, train_data, val_data = char_data()
     model = RecurrentLM(tokenizer.vocab_size, CHAR_LM["embed_dim"], CHAR_LM["hidden_size"], cell)  # type: ignore[arg-type]
@@ -67,7 +75,8 @@ def build_char_lm(cell: str, config: TrainConfig = CHAR_LM_TRAIN, out_dir: Path 
     return _save(out_dir / f"char_{cell}.pt", model.config, model, history, config, {"val_loss": val_loss, **CHAR_LM})
 
 
-def build_copy(config: TrainConfig = COPY_TRAIN, out_dir: Path = CHECKPOINT_DIR) -> Path:
+def build_copy(steps: int | None = None, out_dir: Path = CHECKPOINT_DIR) -> Path:
+    config = recipe(COPY_TRAIN, steps)
     torch.manual_seed(0)
     model = EncoderDecoder(COPY_VOCAB, COPY["embed_dim"], COPY["hidden_size"])
     generator = torch.Generator().manual_seed(0)
@@ -81,7 +90,8 @@ def build_copy(config: TrainConfig = COPY_TRAIN, out_dir: Path = CHECKPOINT_DIR)
     return _save(out_dir / "copy_lstm.pt", model_config, model, history, config, {"max_len": COPY_MAX_LEN, "start": START})
 
 
-def build_char_gpt(positions: str, config: TrainConfig = CHAR_GPT_TRAIN, out_dir: Path = CHECKPOINT_DIR) -> Path:
+def build_char_gpt(positions: str, steps: int | None = None, out_dir: Path = CHECKPOINT_DIR) -> Path:
+    config = recipe(CHAR_GPT_TRAIN, steps)
     torch.manual_seed(0)
     tokenizer, train_data, val_data = char_data()
     model_config = GPTConfig.gpt2(vocab_size=tokenizer.vocab_size, positions=positions, **CHAR_GPT_MODEL)
@@ -96,7 +106,8 @@ def build_char_gpt(positions: str, config: TrainConfig = CHAR_GPT_TRAIN, out_dir
     return _save(out_dir / f"char_gpt_{positions}.pt", dataclasses.asdict(model_config), model, history, config, {"val_loss": val_loss, **CHAR_GPT})
 
 
-def build_copy_gpt(config: TrainConfig = COPY_GPT_TRAIN, out_dir: Path = CHECKPOINT_DIR) -> Path:
+def build_copy_gpt(steps: int | None = None, out_dir: Path = CHECKPOINT_DIR) -> Path:
+    config = recipe(COPY_GPT_TRAIN, steps)
     torch.manual_seed(0)
     model_config = GPTConfig.gpt2(vocab_size=COPY_LM_VOCAB, **COPY_GPT_MODEL)
     model = GPT(model_config)
@@ -157,7 +168,6 @@ def load_copy_model(directory: Path = CHECKPOINT_DIR) -> tuple[EncoderDecoder, d
 GPT_RECIPE = ["--steps", "2000", "--quiet"]
 DEPTHS = [1, 2, 4]
 DEPTH_STEPS = 2000  # the course recipe; shorter runs do not separate the depths
-DEPTH_RECIPE: list[str] = []
 
 
 def build_course_gpt(preset: str, steps: int | None = None, out_dir: Path = CHECKPOINT_DIR) -> Path:
@@ -191,7 +201,7 @@ def build_depth_sweep(steps: int | None = None, out_dir: Path = CHECKPOINT_DIR) 
         for depth in DEPTHS:
             n = steps or DEPTH_STEPS
             path = train_main(["--out", f"{tmp}/d{depth}.pt", "--n-layers", str(depth), "--steps", str(n), "--warmup", str(min(50, n - 1)),
-                               "--eval-every", str(max(1, n // 4)), "--quiet", *DEPTH_RECIPE])
+                               "--eval-every", str(max(1, n // 4)), "--quiet"])
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
             n_params = sum(v.numel() for k, v in ckpt["state_dict"].items() if k != "head.weight")  # tied with tok_emb
             results.append({"n_layers": depth, "parameters": n_params, "val_loss": ckpt["val_loss"], "history": ckpt["history"]})
@@ -208,20 +218,18 @@ def load_gpt(name: str, directory: Path = CHECKPOINT_DIR) -> tuple[GPT, dict]:
     return model.eval(), ckpt
 
 
+# name -> builder(steps or None for the full recipe, output folder)
 BUILDERS = {
-    "char_rnn": lambda cfg, out: build_char_lm("rnn", cfg or CHAR_LM_TRAIN, out),
-    "char_lstm": lambda cfg, out: build_char_lm("lstm", cfg or CHAR_LM_TRAIN, out),
-    "copy_lstm": lambda cfg, out: build_copy(cfg or COPY_TRAIN, out),
-    "char_gpt_learned": lambda cfg, out: build_char_gpt("learned", cfg or CHAR_GPT_TRAIN, out),
-    "char_gpt_rope": lambda cfg, out: build_char_gpt("rope", cfg or CHAR_GPT_TRAIN, out),
-    "copy_gpt": lambda cfg, out: build_copy_gpt(cfg or COPY_GPT_TRAIN, out),
-    "gpt_shakespeare": lambda cfg, out: build_course_gpt("gpt2", cfg and cfg.steps, out),
-    "gpt_shakespeare_modern": lambda cfg, out: build_course_gpt("modern", cfg and cfg.steps, out),
-    "depth_sweep": lambda cfg, out: build_depth_sweep(cfg and cfg.steps, out),
+    "char_rnn": lambda steps, out: build_char_lm("rnn", steps, out),
+    "char_lstm": lambda steps, out: build_char_lm("lstm", steps, out),
+    "copy_lstm": build_copy,
+    "char_gpt_learned": lambda steps, out: build_char_gpt("learned", steps, out),
+    "char_gpt_rope": lambda steps, out: build_char_gpt("rope", steps, out),
+    "copy_gpt": build_copy_gpt,
+    "gpt_shakespeare": lambda steps, out: build_course_gpt("gpt2", steps, out),
+    "gpt_shakespeare_modern": lambda steps, out: build_course_gpt("modern", steps, out),
+    "depth_sweep": build_depth_sweep,
 }
-RECIPES = {"char_rnn": CHAR_LM_TRAIN, "char_lstm": CHAR_LM_TRAIN, "copy_lstm": COPY_TRAIN,
-           "char_gpt_learned": CHAR_GPT_TRAIN, "char_gpt_rope": CHAR_GPT_TRAIN, "copy_gpt": COPY_GPT_TRAIN,
-           "gpt_shakespeare": CHAR_GPT_TRAIN, "gpt_shakespeare_modern": CHAR_GPT_TRAIN, "depth_sweep": CHAR_GPT_TRAIN}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -231,12 +239,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="override the number of steps (for a quick trial)")
     args = parser.parse_args(argv)
     for name in args.only or list(BUILDERS):
-        cfg = None
-        if args.steps is not None:
-            base = RECIPES[name]
-            cfg = dataclasses.replace(base, steps=args.steps, warmup=min(base.warmup, args.steps - 1), eval_every=args.steps)
         start = time.perf_counter()
-        path = BUILDERS[name](cfg, args.out)
+        path = BUILDERS[name](args.steps, args.out)
         print(f"{name}: wrote {path} in {time.perf_counter() - start:.0f} s")
 
 
