@@ -12,6 +12,17 @@ c.CourseDirectory.course_id = "transformers-hands-on"
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "exercises"
 
+# Autograding runs each submission in a sandbox and judges its outputs outside it
+# (lmkit.grader; README "How grading works"). Same steps as nbgrader's default,
+# with SandboxedExecute in place of Execute.
+from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
+from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, IgnorePattern, LimitOutput, SaveAutoGrades  # noqa: E402
+
+from lmkit.grader.execute import SandboxedExecute  # noqa: E402
+
+c.Autograde.autograde_preprocessors = [SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+                                       SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+
 # Grading must survive broken submissions: an endless cell is interrupted after
 # 30 s (that test scores 0, grading goes on) and deleted test cells are put back.
 c.Execute.timeout = 30

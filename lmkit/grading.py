@@ -88,6 +88,26 @@ def assert_equal(actual: Any, expected: Any, *, name: str = "result", hint: str 
     raise AssertionError(f"{name} = {actual!r:.200}, expected {expected!r:.200}{suffix}")
 
 
+@contextlib.contextmanager
+def use_reference(**helpers: Any) -> Iterator[None]:
+    """Inside the block, the submission's functions see ``helpers`` instead of its own
+    functions of those names: a later task is graded with the reference for the
+    earlier ones it calls, so one mistake costs one task.
+
+    A helper that is a module-level function (e.g. from lmkit) runs where the
+    submission runs; one defined in a test cell stays with the grader and is called back.
+    Outside the sandboxed grader this is a no-op: in a student's notebook their own
+    helpers are used.
+    """
+    from lmkit.grader import session
+
+    if session.current() is None:
+        yield
+        return
+    with session.current().using(helpers):
+        yield
+
+
 _INHERITED = object()
 
 
@@ -117,7 +137,16 @@ def block_reference(*targets: str, namespace: MutableMapping[str, Any] | None = 
     ``"torch.nn.functional.one_hot"``. Names in ``namespace`` (pass
     ``globals()`` in a notebook) bound to the same objects are blocked too, so
     ``from lmkit.tokenizers import merge`` cannot sidestep the block.
+
+    Under the sandboxed grader (:mod:`lmkit.grader`) the block applies where the
+    submission runs, to every call of its functions inside the ``with``.
     """
+    from lmkit.grader import session
+
+    if session.current() is not None:
+        with session.current().blocking(targets):
+            yield
+        return
     # (owner, name, original); original is _INHERITED where a class only inherits the name
     saved: list[tuple[Any, str, Any]] = []
 

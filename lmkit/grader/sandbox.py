@@ -1,0 +1,121 @@
+"""Start a process inside a bubblewrap sandbox, as an unprivileged user, with limits.
+
+The sandbox sees the operating system read-only, the Python environment and the
+lmkit package read-only, and a small private scratch directory (a size-limited
+tmpfs, also its ``/tmp`` and ``HOME``). Nothing else: not the course directory,
+not the gradebook, not other students' files. It has no network (a private
+network namespace), its own process and IPC namespaces, and dies with its parent.
+Resource limits (``setrlimit``) bound its CPU time, address space, processes,
+file sizes and open files.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import lmkit
+
+NOBODY = 65534
+INSTALL_HINT = (
+    "Sandboxed grading needs bubblewrap (`bwrap`) and util-linux's `setpriv`: on Debian/Ubuntu run "
+    "`apt-get install bubblewrap util-linux`. To grade without isolation, trusting every submission, "
+    "pass --SandboxedExecute.sandbox=False."
+)
+
+
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap (or setpriv) is missing, or cannot start a sandbox here."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one submission's worker may use."""
+
+    cpu_seconds: int = 600  # CPU time of the whole notebook's worker
+    memory_bytes: int = 6 * 2**30  # address space; torch alone maps about 1.5 GiB
+    processes: int = 256  # counts threads too (torch starts some)
+    file_bytes: int = 64 * 2**20  # largest file it may write
+    scratch_bytes: int = 128 * 2**20  # its private tmpfs
+    open_files: int = 256
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"Limits.{name} must be a positive int, got {value!r}")
+
+    def apply(self) -> None:
+        """Set the limits on the current process (called in the child before exec)."""
+        for rlimit, value in ((resource.RLIMIT_CPU, self.cpu_seconds), (resource.RLIMIT_AS, self.memory_bytes),
+                              (resource.RLIMIT_NPROC, self.processes), (resource.RLIMIT_FSIZE, self.file_bytes),
+                              (resource.RLIMIT_NOFILE, self.open_files), (resource.RLIMIT_CORE, 0)):
+            resource.setrlimit(rlimit, (value, value))
+        os.setsid()
+
+
+def readable_paths() -> list[Path]:
+    """What the worker must read: the Python installation, the environment, lmkit."""
+    paths = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), Path(lmkit.__file__).resolve().parent}
+    system = {Path(p) for p in ("/usr", "/etc", "/bin", "/lib", "/lib64", "/sbin")}
+    # Drop paths already inside another one (e.g. a venv inside /usr).
+    keep = [p for p in paths if not any(q != p and q in p.parents for q in paths | system)]
+    return sorted(p for p in keep if p not in system)
+
+
+def _dirs_for(path: Path) -> list[str]:
+    """bwrap creates missing parents of a bind mount as root-only (0700); make them traversable."""
+    out: list[str] = []
+    for parent in reversed(path.parents):
+        if parent != Path("/") and parent not in (Path("/usr"),):
+            out += ["--perms", "0755", "--dir", str(parent)]
+    return out
+
+
+def require() -> tuple[str, str]:
+    bwrap, setpriv = shutil.which("bwrap"), shutil.which("setpriv")
+    if not bwrap or not setpriv:
+        raise SandboxUnavailable(INSTALL_HINT)
+    return bwrap, setpriv
+
+
+def command(argv: Sequence[str], limits: Limits, scratch: str = "/tmp") -> list[str]:
+    """The bwrap command line that runs ``argv`` sandboxed (``argv[0]`` an absolute path)."""
+    bwrap, setpriv = require()
+    args = [bwrap, "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
+    for name in ("bin", "lib", "lib64", "sbin"):
+        p = Path("/") / name
+        if p.is_symlink():
+            args += ["--symlink", os.readlink(p), str(p)]
+        elif p.exists():
+            args += ["--ro-bind", str(p), str(p)]
+    for path in readable_paths():
+        if path.is_relative_to(scratch):
+            raise SandboxUnavailable(f"the Python environment {path} lies under the sandbox's scratch {scratch}")
+        args += _dirs_for(path) + ["--ro-bind", str(path), str(path)]
+    args += [
+        "--proc", "/proc", "--dev", "/dev",
+        "--size", str(limits.scratch_bytes), "--perms", "1777", "--tmpfs", scratch,
+        "--chdir", scratch, "--setenv", "HOME", scratch, "--setenv", "TMPDIR", scratch,
+        "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+        "--die-with-parent", "--new-session", "--hostname", "sandbox",
+    ]
+    if os.geteuid() == 0:  # never run submissions as root: become `nobody`, with no capabilities
+        args += [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                 "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all"]
+    else:  # an unprivileged instructor: bwrap already runs the worker as them, without capabilities
+        args += ["--cap-drop", "ALL"]
+    return args + list(argv)
+
+
+def popen(argv: Sequence[str], *, limits: Limits, sandbox: bool, pass_fds: Sequence[int], env: dict[str, str],
+          cwd: str) -> subprocess.Popen:
+    """Start ``argv`` (sandboxed unless ``sandbox`` is False; then in ``cwd``) with its output on one pipe."""
+    full = command(argv, limits) if sandbox else list(argv)
+    return subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            pass_fds=pass_fds, env=env, preexec_fn=limits.apply, cwd=cwd)

@@ -1,0 +1,159 @@
+"""The sandboxed side of grading: runs a submission's cells and calls its functions.
+
+Started by :class:`lmkit.grader.session.Session` as ``python -m lmkit.grader.worker FD``
+inside the sandbox. It only ever *returns values*: whether they are right is
+decided by the grader, in another process.
+"""
+
+from __future__ import annotations
+
+import builtins
+import linecache
+import random
+import sys
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+import torch
+
+from lmkit.grader import wire
+from lmkit.grading import block_reference
+
+conn: Connection
+
+
+class Stub:
+    """Stands for an object that stays with the grader: calls and reads go back to it."""
+
+    __slots__ = ("_handle",)
+
+    def __init__(self, handle: int) -> None:
+        object.__setattr__(self, "_handle", handle)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return _callback(self, None, args, kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _callback(self, name, None, None)
+
+    def __getitem__(self, key: Any) -> Any:
+        return _callback(self, "__getitem__", (key,), {})
+
+    def __len__(self) -> int:
+        return _callback(self, "__len__", (), {})
+
+    def __iter__(self) -> Any:
+        return iter(_callback(self, "__list__", (), {}))
+
+    def __repr__(self) -> str:
+        return f"<grader object {self._handle}>"
+
+
+def _handle_of(x: Any) -> int | None:
+    return object.__getattribute__(x, "_handle") if type(x) is Stub else None
+
+
+def _send(message: dict) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    conn.send_bytes(wire.dumps_untrusted(wire.encode(message, _handle_of)))
+
+
+def _receive() -> dict:
+    return wire.loads_trusted(conn.recv_bytes(), Stub)
+
+
+def _callback(stub: Stub, attr: str | None, args: Any, kwargs: Any) -> Any:
+    _send({"op": "callback", "handle": _handle_of(stub), "attr": attr, "args": args, "kwargs": kwargs})
+    reply = _receive()
+    if reply["op"] == "error":
+        raise _builtin_error(reply["type"])(reply["message"])
+    return reply["value"]
+
+
+def _builtin_error(name: str) -> type[BaseException]:
+    err = getattr(builtins, name, None)
+    return err if isinstance(err, type) and issubclass(err, Exception) else RuntimeError
+
+
+def _student_traceback(exc: BaseException) -> str:
+    """The traceback through the student's cells only (no grading frames)."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith("<cell")]
+    lines = traceback.format_list(frames) if frames else []
+    return "".join(lines) + "".join(traceback.format_exception_only(type(exc), exc))
+
+
+def _error(exc: BaseException) -> dict:
+    try:
+        message = str(exc)
+    except Exception:
+        message = "(the exception's message could not be read)"
+    return {"op": "raise", "type": type(exc).__name__, "message": message[:4000], "traceback": _student_traceback(exc)[:8000]}
+
+
+def _states(values: list[Any]) -> list[Any]:
+    """Post-call state of the modules and optimizers passed in (copied back by the grader)."""
+    out = []
+    for v in values:
+        if isinstance(v, (torch.nn.Module, torch.optim.Optimizer)):
+            out.append(v.state_dict())
+        else:
+            out.append(None)
+    return out
+
+
+def main() -> None:
+    global conn
+    conn = Connection(int(sys.argv[1]))
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    ns = shell.user_ns
+    while True:
+        try:
+            msg = _receive()
+        except EOFError:
+            return
+        op = msg["op"]
+        if op == "cell":
+            filename = f"<cell {msg['label']}>"
+            try:
+                source = shell.transform_cell(msg["source"])
+                linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+                exec(compile(source, filename, "exec"), ns)
+                reply: dict = {"op": "done", "error": None}
+            except BaseException as exc:  # noqa: BLE001 - a student's SystemExit is an error, not an exit
+                reply = {"op": "done", "error": _student_traceback(exc)[:8000]}
+            reply["names"] = sorted(k for k, v in list(ns.items()) if isinstance(k, str) and callable(v))
+            _send(reply)
+        elif op == "call":
+            seed = msg["seed"]
+            random.seed(seed)
+            np.random.seed(seed)
+            torch.manual_seed(seed)
+            saved = {name: ns.get(name, KeyError) for name in msg["overrides"]}
+            ns.update(msg["overrides"])
+            try:
+                fn = ns[msg["name"]]
+                with block_reference(*msg["blocked"], namespace=ns):
+                    value = fn(*msg["args"], **msg["kwargs"])
+                reply = {"op": "return", "value": value, "state": _states([*msg["args"], *msg["kwargs"].values()])}
+            except BaseException as exc:  # noqa: BLE001
+                reply = _error(exc)
+            finally:
+                for name, old in saved.items():
+                    if old is KeyError:
+                        ns.pop(name, None)
+                    else:
+                        ns[name] = old
+            _send(reply)
+        elif op == "exit":
+            return
+
+
+if __name__ == "__main__":
+    main()
