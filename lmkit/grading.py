@@ -16,6 +16,8 @@ from typing import Any, Callable, Iterator, Mapping, MutableMapping
 import numpy as np
 import torch
 
+from lmkit.grader import wire
+
 
 def seed_everything(seed: int = 0) -> None:
     """Seed Python's, NumPy's and torch's random generators."""
@@ -35,6 +37,36 @@ def _as_tensor(x: Any, name: str) -> torch.Tensor:
         raise AssertionError(f"{name} should be array-like, got {type(x).__name__}: {x!r:.80}") from None
 
 
+def _fmt(x: Any) -> str:
+    """A value at a precision a person reads: float32 noise is not shown."""
+    if isinstance(x, float):
+        return f"{x:.6g}"
+    return repr(x)
+
+
+def _matches(actual: torch.Tensor, candidate: Any, rtol: float, atol: float) -> bool:
+    try:
+        c = _as_tensor(candidate, "candidate")
+    except AssertionError:
+        return False
+    if c.shape != actual.shape:
+        return False
+    if c.dtype == torch.bool or actual.dtype == torch.bool:
+        return bool((c.bool() == actual.bool()).all())
+    return bool(torch.isclose(actual.double(), c.double(), rtol=rtol, atol=atol, equal_nan=True).all())
+
+
+def _diagnosis(actual: Any, mistakes: Mapping[str, Any] | None, same: Callable[[Any], bool]) -> str:
+    """The first named mistake whose output the submission reproduces, if any."""
+    for mistake, output in (mistakes or {}).items():
+        try:
+            if same(output):
+                return f"\nYour result matches a common mistake: {mistake}."
+        except Exception:  # a candidate that cannot be compared tells nothing
+            continue
+    return ""
+
+
 def assert_close(
     actual: Any,
     expected: Any,
@@ -44,68 +76,109 @@ def assert_close(
     atol: float = 1e-6,
     check_dtype: bool = False,
     hint: str = "",
+    mistakes: Mapping[str, Any] | None = None,
 ) -> None:
     """Check that ``actual`` matches ``expected`` (tensors, arrays, lists or numbers).
 
     Checks, in order: the type (a tensor where a tensor is expected), the shape,
     the dtype (if ``check_dtype``), then the values within ``atol + rtol * |expected|``.
-    The message names the first differing index and both values; ``hint``
-    (a likely cause) is appended.
+    The message names the first differing index and both values. ``mistakes``
+    maps a description of a classic mistake to the output that mistake gives:
+    when ``actual`` matches one, the message names it. Otherwise ``hint`` (a
+    likely cause) is appended.
     """
     suffix = f"\nHint: {hint}" if hint else ""
     if isinstance(expected, torch.Tensor) and not isinstance(actual, torch.Tensor):
         raise AssertionError(f"{name} should be a torch.Tensor, got {type(actual).__name__}{suffix}")
     a, e = _as_tensor(actual, name), _as_tensor(expected, "expected")
     if a.shape != e.shape:
-        raise AssertionError(f"{name} has shape {tuple(a.shape)}, expected {tuple(e.shape)}{suffix}")
+        why = _diagnosis(a, mistakes, lambda m: _matches(a, m, rtol, atol))
+        raise AssertionError(f"{name} has shape {tuple(a.shape)}, expected {tuple(e.shape)}{why or suffix}")
     if check_dtype and a.dtype != e.dtype:
         raise AssertionError(f"{name} has dtype {a.dtype}, expected {e.dtype}{suffix}")
     if a.dtype == torch.bool or e.dtype == torch.bool:
         bad = a.bool() != e.bool()
     else:
-        a64, e64 = a.double(), e.double()
-        bad = ~torch.isclose(a64, e64, rtol=rtol, atol=atol, equal_nan=True)
+        bad = ~torch.isclose(a.double(), e.double(), rtol=rtol, atol=atol, equal_nan=True)
     if bad.any():
         idx = tuple(int(i) for i in bad.nonzero()[0])
-        where = f"{name}[{', '.join(map(str, idx))}]" if idx else name
-        detail = f"{where} = {a[idx].item()!r}, expected {e[idx].item()!r}"
+        where = f" at index [{', '.join(map(str, idx))}]" if idx else ""
+        got, want = a[idx].item(), e[idx].item()
         n_bad = int(bad.sum())
-        raise AssertionError(f"{detail} ({n_bad} of {bad.numel()} values differ){suffix}")
+        why = _diagnosis(a, mistakes, lambda m: _matches(a, m, rtol, atol))
+        raise AssertionError(f"{name}{where}: got {_fmt(got)}, expected {_fmt(want)} "
+                             f"({n_bad} of {bad.numel()} values differ){why or suffix}")
 
 
-def assert_equal(actual: Any, expected: Any, *, name: str = "result", hint: str = "") -> None:
-    """Exact equality for plain values (ints, strings, lists, dicts) with a readable message."""
-    suffix = f"\nHint: {hint}" if hint else ""
+def assert_equal(actual: Any, expected: Any, *, name: str = "result", hint: str = "",
+                 mistakes: Mapping[str, Any] | None = None) -> None:
+    """Exact equality for plain values (ints, strings, lists, dicts) with a readable message.
+
+    ``mistakes`` works as in :func:`assert_close`.
+    """
     if actual == expected:
         return
+    why = _diagnosis(actual, mistakes, lambda m: actual == m)
+    suffix = why or (f"\nHint: {hint}" if hint else "")
     if isinstance(actual, (list, tuple)) and isinstance(expected, (list, tuple)):
         if len(actual) != len(expected):
             raise AssertionError(f"{name} has length {len(actual)}, expected {len(expected)}{suffix}")
         i = next((i for i, (x, y) in enumerate(zip(actual, expected)) if x != y), None)
         if i is None:  # same items in another container, e.g. a tuple where a list is expected
             raise AssertionError(f"{name} is a {type(actual).__name__}, expected a {type(expected).__name__}{suffix}")
-        raise AssertionError(f"{name}[{i}] = {actual[i]!r}, expected {expected[i]!r}{suffix}")
-    raise AssertionError(f"{name} = {actual!r:.200}, expected {expected!r:.200}{suffix}")
+        raise AssertionError(f"{name}: item {i} is {_fmt(actual[i])}, expected {_fmt(expected[i])}{suffix}")
+    if isinstance(actual, dict) and isinstance(expected, dict):
+        missing, extra = [k for k in expected if k not in actual], [k for k in actual if k not in expected]
+        if missing or extra:
+            raise AssertionError(f"{name} has keys {_short(extra)} that should not be there and lacks {_short(missing)}{suffix}")
+        k = next(k for k in expected if actual[k] != expected[k])
+        raise AssertionError(f"{name}[{k!r}] is {_fmt(actual[k])}, expected {_fmt(expected[k])}{suffix}")
+    raise AssertionError(f"{name} is {_short(actual)}, expected {_short(expected)}{suffix}")
 
 
-@contextlib.contextmanager
-def use_reference(**helpers: Any) -> Iterator[None]:
-    """Inside the block, the submission's functions see ``helpers`` instead of its own
-    functions of those names: a later task is graded with the reference for the
-    earlier ones it calls, so one mistake costs one task.
+def _short(x: Any, n: int = 200) -> str:
+    text = _fmt(x)
+    return text if len(text) <= n else text[: n - 3] + "..."
 
-    A helper that is a module-level function (e.g. from lmkit) runs where the
-    submission runs; one defined in a test cell stays with the grader and is called back.
-    Outside the sandboxed grader this is a no-op: in a student's notebook their own
-    helpers are used.
-    """
+
+def judge_side(obj: Any) -> Any:
+    """Pass ``obj`` to the submission's function so that it stays with the grader: under
+    the sandboxed grader the function gets a stand-in whose calls and attribute reads
+    run here, so a test can record how the object was used (e.g. how many tokens a
+    model was fed). Elsewhere ``obj`` itself."""
     from lmkit.grader import session
 
-    if session.current() is None:
-        yield
-        return
-    with session.current().using(helpers):
-        yield
+    return wire.JudgeSide(obj) if session.current() is not None else obj
+
+
+def backward_sum(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``out = fn(*args, **kwargs)``, then ``out.sum().backward()``: the input tensors
+    that require grad get their ``.grad``. Works on the submission's functions under
+    the sandboxed grader too, where the backward pass runs beside the function."""
+    from lmkit.grader.session import StudentFunction
+
+    if isinstance(fn, StudentFunction):
+        return fn.backward_sum(*args, **kwargs)
+    out = fn(*args, **kwargs)
+    out.sum().backward()
+    return out
+
+
+def use_reference_in_cell(**helpers: Any) -> None:
+    """From here to the end of the current notebook cell, the submission's functions see
+    ``helpers`` instead of its own functions of those names: a later task is graded
+    with the reference for the earlier ones it calls, so one mistake costs one task.
+    Put it in a hidden-tests block at the top of a test cell, so that the visible
+    checks, too, run this way.
+
+    A helper that is a module-level function (e.g. from lmkit) runs where the
+    submission runs; one defined in a test cell stays with the grader and is called
+    back. Outside the sandboxed grader this does nothing: in a student's own
+    notebook their own helpers are used."""
+    from lmkit.grader import session
+
+    if session.current() is not None:
+        session.current().cell_overrides.update(helpers)
 
 
 _INHERITED = object()

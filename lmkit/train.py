@@ -95,6 +95,22 @@ def evaluate(model: nn.Module, batch: BatchFn, n_batches: int, split: str = "val
     return sum(losses) / len(losses)
 
 
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, *batch: torch.Tensor,
+               grad_clip: float | None = 1.0) -> float:
+    """One optimisation step on ``batch`` (e.g. ``x, y``): clear the gradients,
+    ``loss = model(*batch)[1]``, backpropagate, clip the gradient norm to
+    ``grad_clip`` (None: no clipping), step. Returns the loss before the step."""
+    optimizer.zero_grad(set_to_none=True)
+    _, loss = model(*batch)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss became {loss.item()}; lower the learning rate")
+    loss.backward()
+    if grad_clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss.item()
+
+
 def train(
     model: nn.Module,
     batch: BatchFn,
@@ -140,21 +156,17 @@ def train(
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, config)
-        _, loss = model(*batch("train"))
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower the learning rate")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
+        try:
+            loss = train_step(model, optimizer, *batch("train"), grad_clip=config.grad_clip)
+        except FloatingPointError as err:
+            raise FloatingPointError(f"{err} (at step {step})") from None
         history.train_step.append(step + 1)
-        history.train_loss.append(loss.item())
+        history.train_loss.append(loss)
         history.train_seconds.append(time.perf_counter() - start)
         if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
             history.val_step.append(step + 1)
             history.val_loss.append(evaluate(model, batch, config.eval_batches))
-            bar.set_postfix(train=f"{loss.item():.3f}", val=f"{history.val_loss[-1]:.3f}")
+            bar.set_postfix(train=f"{loss:.3f}", val=f"{history.val_loss[-1]:.3f}")
             if on_eval is not None:
                 on_eval(step + 1, model)
         history.seconds = time.perf_counter() - start

@@ -62,8 +62,7 @@ def test_assert_close_names_first_differing_index_and_both_values():
     with pytest.raises(AssertionError) as info:
         assert_close(actual, expected, name="out")
     message = str(info.value)
-    assert "out[1, 0]" in message
-    assert "7.0" in message and "0.0" in message
+    assert "out at index [1, 0]: got 7, expected 0" in message
     assert "2 of 6" in message  # how many values differ
 
 
@@ -92,7 +91,33 @@ def test_assert_close_on_bool_tensors():
     wrong[0, 1] = True
     with pytest.raises(AssertionError) as info:
         assert_close(wrong, mask, name="mask")
-    assert "mask[0, 1] = True, expected False" in str(info.value)
+    assert "mask at index [0, 1]: got True, expected False" in str(info.value)
+
+
+def test_assert_close_shows_float32_at_readable_precision():
+    with pytest.raises(AssertionError) as info:
+        assert_close(torch.tensor([0.685]), torch.tensor([0.5]), name="w")
+    assert "got 0.685, expected 0.5" in str(info.value)
+
+
+def test_a_matched_mistake_is_named_instead_of_the_hint():
+    expected = torch.tensor([0.6, 0.4])
+    no_scale = torch.tensor([0.7, 0.3])
+    with pytest.raises(AssertionError) as info:
+        assert_close(no_scale.clone(), expected, hint="generic hint", mistakes={"scores are not divided by sqrt(d)": no_scale})
+    assert "scores are not divided by sqrt(d)" in str(info.value) and "generic hint" not in str(info.value)
+    with pytest.raises(AssertionError) as info:  # an unknown mistake falls back to the hint
+        assert_close(torch.tensor([0.9, 0.1]), expected, hint="generic hint", mistakes={"no scale": no_scale})
+    assert "generic hint" in str(info.value) and "no scale" not in str(info.value)
+    with pytest.raises(AssertionError, match="sum instead of mean"):
+        assert_equal(12, 3, mistakes={"sum instead of mean": 12})
+
+
+def test_assert_equal_on_dicts_names_the_key():
+    with pytest.raises(AssertionError, match=r"d\['b'\] is 3, expected 2"):
+        assert_equal({"a": 1, "b": 3}, {"a": 1, "b": 2}, name="d")
+    with pytest.raises(AssertionError, match=r"lacks \['b'\]"):
+        assert_equal({"a": 1}, {"a": 1, "b": 2}, name="d")
 
 
 def test_assert_close_appends_hint():
@@ -112,7 +137,7 @@ def test_assert_equal_passes_on_equal_values():
 def test_assert_equal_list_names_first_differing_index():
     with pytest.raises(AssertionError) as info:
         assert_equal([1, 2, 3, 4], [1, 2, 9, 8], name="ids")
-    assert str(info.value) == "ids[2] = 3, expected 9"
+    assert str(info.value) == "ids: item 2 is 3, expected 9"
 
 
 def test_assert_equal_list_length_mismatch():
@@ -121,7 +146,7 @@ def test_assert_equal_list_length_mismatch():
 
 
 def test_assert_equal_scalar_message():
-    with pytest.raises(AssertionError, match="n = 3, expected 4"):
+    with pytest.raises(AssertionError, match="n is 3, expected 4"):
         assert_equal(3, 4, name="n")
 
 

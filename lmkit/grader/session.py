@@ -60,6 +60,9 @@ class StudentFunction:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._session.call(self.__name__, args, kwargs)
 
+    def backward_sum(self, *args: Any, **kwargs: Any) -> Any:
+        return self._session.call(self.__name__, args, kwargs, backward=True)
+
     def __repr__(self) -> str:
         return f"<your function {self.__name__}>"
 
@@ -77,7 +80,7 @@ class Session:
             sbx.require()
         self.cells_ok: list[tuple[str, str]] = []  # replayed if the worker has to be restarted
         self.blocked: list[str] = []
-        self.overrides: dict[str, Any] = {}
+        self.cell_overrides: dict[str, Any] = {}  # reset when the next cell starts
         self.namespace: dict[str, Any] | None = None
         self._calls = itertools.count()
         self._handles: dict[int, Any] = {}
@@ -93,7 +96,7 @@ class Session:
         global _active
         session = cls(task_names, **kwargs)
         session.namespace = namespace
-        _install_traceback_filter()
+        _install_kernel_hooks(session)
         _active = session
         return session
 
@@ -222,16 +225,7 @@ class Session:
         try:
             target = self._resolve(request["handle"])
             attr = request["attr"]
-            if attr is None:
-                value = target(*request["args"], **request["kwargs"])
-            elif attr == "__list__":
-                value = list(target)
-            elif attr in ("__getitem__", "__len__"):
-                value = getattr(target, attr)(*request["args"])
-            elif isinstance(attr, str) and not attr.startswith("_"):
-                value = getattr(target, attr)
-            else:
-                raise AttributeError(f"{attr!r} is not available")
+            value = self._callback_value(target, attr, request)
             if isinstance(value, list):
                 value = [v if wire.is_plain(v) else wire.JudgeSide(v) for v in value]
             elif not wire.is_plain(value):
@@ -242,6 +236,19 @@ class Session:
                      "message": str(exc)}
         assert self._conn is not None
         self._conn.send_bytes(wire.dumps(reply, self._register))
+
+    @staticmethod
+    def _callback_value(target: Any, attr: Any, request: dict) -> Any:
+        with torch.no_grad():  # autograd cannot cross processes; what goes back is data
+            if attr is None:
+                return target(*request["args"], **request["kwargs"])
+            if attr == "__list__":
+                return list(target)
+            if attr in ("__getitem__", "__len__"):
+                return getattr(target, attr)(*request["args"])
+            if isinstance(attr, str) and not attr.startswith("_"):
+                return getattr(target, attr)
+            raise AttributeError(f"{attr!r} is not available")
 
     # ---- what the notebook runs -------------------------------------------------
 
@@ -258,10 +265,12 @@ class Session:
             raise StudentError(f"this cell raised an error:\n{reply['error']}")
         self.cells_ok.append((label, source))
 
-    def call(self, name: str, args: tuple, kwargs: dict) -> Any:
+    def call(self, name: str, args: tuple, kwargs: dict, backward: bool = False) -> Any:
+        """Call the submission's ``name``; with ``backward``, also backpropagate the sum of its
+        output there and set ``.grad`` on the input tensors here."""
         self._ensure_worker()
         message = {"op": "call", "name": name, "args": args, "kwargs": kwargs, "seed": next(self._calls),
-                   "blocked": list(self.blocked), "overrides": dict(self.overrides)}
+                   "blocked": list(self.blocked), "overrides": dict(self.cell_overrides), "backward": backward}
         reply, output = self._exchange(message, self.call_timeout)
         if output:
             print(f"[output of your {name}]\n{output}", end="" if output.endswith("\n") else "\n")
@@ -269,7 +278,13 @@ class Session:
             raise _rebuild_error(reply, name)
         if reply["op"] != "return":
             raise WorkerFailed("your code sent back something the grader cannot read")
-        _copy_back([*args, *kwargs.values()], reply.get("state"))
+        inputs = [*args, *kwargs.values()]
+        _copy_back(inputs, reply.get("state"))
+        if backward:
+            grads = reply.get("grads")
+            for x, g in zip(inputs, grads if isinstance(grads, list) else []):
+                if isinstance(x, torch.Tensor) and x.requires_grad and isinstance(g, torch.Tensor) and g.shape == x.shape:
+                    x.grad = g.to(x.dtype)
         return reply.get("value")
 
     @contextlib.contextmanager
@@ -280,15 +295,6 @@ class Session:
             yield
         finally:
             del self.blocked[n:]
-
-    @contextlib.contextmanager
-    def using(self, helpers: dict[str, Any]) -> Iterator[None]:
-        saved = dict(self.overrides)
-        self.overrides.update(helpers)
-        try:
-            yield
-        finally:
-            self.overrides = saved
 
 
 def _rebuild_error(reply: dict, name: str) -> Exception:
@@ -359,7 +365,8 @@ def _is_cell(filename: str) -> bool:
     return "ipykernel_" in filename or filename.startswith("<ipython-input")
 
 
-def _install_traceback_filter() -> None:
+def _install_kernel_hooks(session: Session) -> None:
+    """Readable tracebacks; reference helpers declared for one cell end with it."""
     try:
         from IPython import get_ipython
     except ImportError:
@@ -367,3 +374,4 @@ def _install_traceback_filter() -> None:
     shell = get_ipython()
     if shell is not None:
         shell.set_custom_exc((Exception,), _clean_traceback)
+        shell.events.register("pre_run_cell", lambda *_: session.cell_overrides.clear())

@@ -8,12 +8,13 @@ decided by the grader, in another process.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import linecache
 import random
 import sys
 import traceback
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -106,6 +107,33 @@ def _states(values: list[Any]) -> list[Any]:
     return out
 
 
+def _grads_of_sum(value: Any, inputs: list[Any]) -> list[Any]:
+    """Backpropagate value.sum() and return the gradient of each input tensor that wants one."""
+    wants = [isinstance(v, torch.Tensor) and v.requires_grad for v in inputs]
+    try:
+        value.sum().backward()
+    except Exception:  # no graph back to the inputs: the grader sees no gradient
+        return [None] * len(inputs)
+    return [v.grad if w else None for v, w in zip(inputs, wants)]
+
+
+@contextlib.contextmanager
+def _overridden(ns: dict, helpers: dict) -> Iterator[None]:
+    saved = {name: ns.get(name, _MISSING) for name in helpers}
+    ns.update(helpers)
+    try:
+        yield
+    finally:
+        for name, old in saved.items():
+            if old is _MISSING:
+                ns.pop(name, None)
+            else:
+                ns[name] = old
+
+
+_MISSING = object()
+
+
 def main() -> None:
     global conn
     conn = Connection(int(sys.argv[1]))
@@ -135,21 +163,18 @@ def main() -> None:
             random.seed(seed)
             np.random.seed(seed)
             torch.manual_seed(seed)
-            saved = {name: ns.get(name, KeyError) for name in msg["overrides"]}
-            ns.update(msg["overrides"])
             try:
                 fn = ns[msg["name"]]
-                with block_reference(*msg["blocked"], namespace=ns):
+                # Block first, then put the reference helpers in: a helper may be the very lmkit
+                # function that is blocked for the submission's own use.
+                with block_reference(*msg["blocked"], namespace=ns), _overridden(ns, msg["overrides"]):
                     value = fn(*msg["args"], **msg["kwargs"])
-                reply = {"op": "return", "value": value, "state": _states([*msg["args"], *msg["kwargs"].values()])}
+                inputs = [*msg["args"], *msg["kwargs"].values()]
+                reply = {"op": "return", "value": value, "state": _states(inputs)}
+                if msg.get("backward"):
+                    reply["grads"] = _grads_of_sum(value, inputs)
             except BaseException as exc:  # noqa: BLE001
                 reply = _error(exc)
-            finally:
-                for name, old in saved.items():
-                    if old is KeyError:
-                        ns.pop(name, None)
-                    else:
-                        ns[name] = old
             _send(reply)
         elif op == "exit":
             return
