@@ -23,6 +23,14 @@ from lmkit.grader.execute import SandboxedExecute  # noqa: E402
 c.Autograde.autograde_preprocessors = [SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
                                        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
 
+# Feedback: nbgrader's page, with long grading messages wrapped instead of scrolling sideways.
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.preprocessors import GetGrades  # noqa: E402
+
+from lmkit.grader.execute import WrapOutputs  # noqa: E402
+
+c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, WrapOutputs]
+
 # Grading must survive broken submissions: an endless cell is interrupted after
 # 30 s (that test scores 0, grading goes on) and deleted test cells are put back.
 c.Execute.timeout = 30

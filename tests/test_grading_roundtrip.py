@@ -1,49 +1,47 @@
 """The instructor's workflow, for real: generate the release, collect submissions,
-autograde them all in one nbgrader run (real gradebook), generate feedback, export.
+autograde them all in one sandboxed nbgrader run (real gradebook), generate
+feedback, export.
 
 Each assignment gets a solved submission (full autograded marks), the untouched
-release (zero), a plausible wrong one (some marks) and broken ones, which must
-cost only their own points without stopping the run.
+release (zero), mutants whose classic mistakes must each cost exactly their own
+task, valid alternative implementations (full marks), attacks (stealing, patching
+the checks, lying return values, killing the process, exhausting the machine),
+which must earn no more than their honest code, change nothing outside their own
+folder and not stop anyone else being graded, and broken submissions.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import socket
+import subprocess
+import threading
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbgrader.api import Gradebook, MissingEntry
 
+import submissions as S
 from course import ASSIGNMENTS, REPO, grade_id, new_course, replace_in_cell, run, solved, submit
 
 pytestmark = pytest.mark.slow
-# Short per-cell timeout for the endless-loop submission; the course config uses 30 s.
-TIMEOUT = "--Execute.timeout=8"
+# A short limit per call of a submission's code: the endless loop and the fork bomb each cost one.
+TIMEOUTS = ["--SandboxedExecute.call_timeout=6"]
 
 
-def blank(aid: str) -> nbformat.NotebookNode:
-    return nbformat.read(REPO / "exercises" / aid / ASSIGNMENTS[aid], as_version=4)
-
-
-def submissions_00() -> dict:
-    aid = "00_bag_of_words"
+def broken(aid: str) -> dict:
+    """Submissions that are broken rather than wrong: they must cost only what they break."""
+    if aid != "00_bag_of_words":
+        first_cell, first_fn, _ = S.tasks(aid)[0]
+        return {"import_error": replace_in_cell(solved(aid), first_cell, f"def {first_fn}(", f"import lmkit.no_such_module\n\n\ndef {first_fn}(")}
     edited = solved(aid)
     next(c for c in edited.cells if grade_id(c) == "test_lexicon_score").source = "assert True  # no tests here"
     deleted = solved(aid)
     deleted.cells = [c for c in deleted.cells if grade_id(c) != "test_predict"]
     return {
-        "solution": solved(aid),
-        "blank": blank(aid),
-        # Classic mistakes: each word counted once; ties always negative.
-        "wrong": replace_in_cell(
-            replace_in_cell(solved(aid), "lexicon_score", "for t in tokens)", "for t in set(tokens))"),
-            "predict",
-            "    return default",
-            "    return 0",
-        ),
         "syntax_error": replace_in_cell(solved(aid), "tokenize", "def tokenize(text):", "def tokenize(text)"),
-        "endless_loop": replace_in_cell(solved(aid), "accuracy", '    if len(labels) == 0:', "    while True:\n        pass\n    if len(labels) == 0:"),
         "edited_test": edited,
         "deleted_test": deleted,
         "malformed": '{"cells": [',
@@ -51,90 +49,29 @@ def submissions_00() -> dict:
     }
 
 
-def submissions_01() -> dict:
-    aid = "01_tokens_and_embeddings"
-    return {
-        "solution": solved(aid),
-        "blank": blank(aid),
-        # Classic mistakes: BPE ties go to the first pair seen; word-count ties keep first-seen order.
-        "wrong": replace_in_cell(
-            replace_in_cell(solved(aid), "bpe_train", "min(counts, key=lambda p: (-counts[p], p))", "max(counts, key=counts.get)"),
-            "word_vocab",
-            "key=lambda w: (-counts[w], w)",
-            "key=lambda w: -counts[w]",
-        ),
-        "import_error": replace_in_cell(solved(aid), "char_tokenizer", "def build_char_vocab(text):", "import lmkit.no_such_module\n\n\ndef build_char_vocab(text):"),
-    }
+class Listener:
+    """A TCP server on loopback that records whether anyone connected (no one should)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
 
 
-def submissions_02() -> dict:
-    aid = "02_recurrent_networks"
-    return {
-        "solution": solved(aid),
-        "blank": blank(aid),
-        # Classic mistakes: the state is not carried between steps; targets not shifted.
-        "wrong": replace_in_cell(
-            replace_in_cell(solved(aid), "unroll", "h = rnn_cell(x[:, t], h, W_ih, W_hh, b_ih, b_hh)", "h = rnn_cell(x[:, t], h0, W_ih, W_hh, b_ih, b_hh)"),
-            "next_token_loss",
-            "F.cross_entropy(logits[:, :-1].reshape(-1, V), idx[:, 1:].reshape(-1))",
-            "F.cross_entropy(logits.reshape(-1, V), idx.reshape(-1))",
-        ),
-        # A correct alternative: the LSTM written gate by gate with loops over the batch.
-        "loops": replace_in_cell(
-            solved(aid),
-            "lstm_cell",
-            "    z = x @ W_ih.T + b_ih + h @ W_hh.T + b_hh\n",
-            "    z = torch.stack([W_ih @ x[n] + b_ih + W_hh @ h[n] + b_hh for n in range(x.shape[0])])\n",
-        ),
-        "import_error": replace_in_cell(solved(aid), "rnn_cell", "def rnn_cell(", "import lmkit.no_such_module\n\n\ndef rnn_cell("),
-    }
-
-
-def submissions_03() -> dict:
-    aid = "03_attention"
-    return {
-        "solution": solved(aid),
-        "blank": blank(aid),
-        # Classic mistakes: no 1/sqrt(d) scale; the norm applied after the residual sum (post-norm).
-        "wrong": replace_in_cell(
-            replace_in_cell(solved(aid), "attention_weights", "/ math.sqrt(q.shape[-1])", ""),
-            "block",
-            "    x = x + attn(norm1(x))\n    return x + mlp(norm2(x))",
-            "    x = norm1(x + attn(x))\n    return norm2(x + mlp(x))",
-        ),
-        # A correct alternative: einsum and an explicit -inf fill with torch.where.
-        "loops": replace_in_cell(
-            replace_in_cell(solved(aid), "attention_weights", "scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])",
-                            "scores = torch.einsum('...qd,...kd->...qk', q, k) / q.shape[-1] ** 0.5"),
-            "attention_weights",
-            "scores = scores.masked_fill(~mask, float(\"-inf\"))",
-            "scores = torch.where(mask, scores, torch.tensor(float(\"-inf\")))",
-        ),
-        "import_error": replace_in_cell(solved(aid), "attention_weights", "def attention_weights(", "import lmkit.no_such_module\n\n\ndef attention_weights("),
-    }
-
-
-def submissions_04() -> dict:
-    aid = "04_gpt"
-    return {
-        "solution": solved(aid),
-        "blank": blank(aid),
-        # Classic mistakes: temperature applied after the softmax; the cache fed the whole sequence again.
-        "wrong": replace_in_cell(
-            replace_in_cell(
-                replace_in_cell(solved(aid), "next_token_probs", "    logits = logits / temperature\n", ""),
-                "next_token_probs", "    return torch.softmax(logits, dim=-1)", "    return torch.softmax(logits, dim=-1) / temperature",
-            ),
-            "generate_greedy",
-            "        logits, _ = model(torch.tensor([[nxt]]), cache=cache)",
-            "        logits, _ = model(torch.tensor([out]), cache=cache)",
-        ),
-        "import_error": replace_in_cell(solved(aid), "gpt_forward", "def gpt_forward(", "import lmkit.no_such_module\n\n\ndef gpt_forward("),
-    }
-
-
-SUBMISSIONS = {"00_bag_of_words": submissions_00, "01_tokens_and_embeddings": submissions_01,
-               "02_recurrent_networks": submissions_02, "03_attention": submissions_03, "04_gpt": submissions_04}
+def tree_hash(root: Path, skip: tuple[str, ...]) -> dict[str, str]:
+    """Hash of every file under root, except the top-level entries in ``skip``."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.relative_to(root).parts[0] not in skip}
 
 
 @pytest.fixture(scope="module", params=list(ASSIGNMENTS))
@@ -143,12 +80,20 @@ def graded(request, tmp_path_factory):
     aid = request.param
     course = new_course(tmp_path_factory.mktemp(aid))
     run("nbgrader", "generate_assignment", aid, cwd=course)
-    subs = SUBMISSIONS[aid]()
+    listener = Listener()
+    subs = {"solution": solved(aid), "blank": S.blank(aid), "alternatives": S.alternatives(aid),
+            "thief": S.thief(aid), "patcher": S.patcher(aid), "anything": S.anything(aid)}
+    expect_failing = {}
+    for name in S.MUTANTS[aid]:
+        subs[name], expect_failing[name] = S.mutant(aid, name)
+    subs["hog"], expect_failing["hog"] = S.hog(aid, listener.port)
+    subs.update(broken(aid))
     for student, nb in subs.items():
         submit(course, student, aid, nb)
-    # The endless-loop submission (first assignment) gets a short cell timeout to keep the test fast;
-    # the others run under the course config's 30 s, which the training cells of 04 need on a busy machine.
-    proc = run("nbgrader", "autograde", aid, *([TIMEOUT] if aid == "00_bag_of_words" else []), cwd=course, check=False)
+    before = tree_hash(course, skip=("autograded", "gradebook.db"))
+    repo_before = tree_hash(REPO / "solutions", skip=())
+    proc = run("nbgrader", "autograde", aid, *TIMEOUTS, cwd=course, check=False)
+    after = tree_hash(course, skip=("autograded", "gradebook.db"))
     scores = {}
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         for student in subs:
@@ -156,87 +101,115 @@ def graded(request, tmp_path_factory):
                 sub = gb.find_submission(aid, student)
             except MissingEntry:
                 continue
-            scores[student] = {g.name: (g.score, g.max_score) for nb in sub.notebooks for g in nb.grades if g.auto_score is not None or g.cell.cell_type == "code"}
-    yield aid, course, subs, proc, scores
+            scores[student] = {g.name: (g.score, g.max_score) for nb in sub.notebooks for g in nb.grades if g.cell.cell_type == "code"}
+    leftovers = subprocess.run(["pgrep", "-u", "65534"], capture_output=True, text=True).stdout.split()
+    yield dict(aid=aid, course=course, subs=subs, proc=proc, scores=scores, expect_failing=expect_failing,
+               changed={k for k in before.keys() | after.keys() if before.get(k) != after.get(k)},
+               repo_changed=repo_before != tree_hash(REPO / "solutions", skip=()),
+               connections=listener.connections, leftovers=leftovers)
+    listener.sock.close()
 
 
-def autograded_points(scores: dict, student: str) -> tuple[float, float]:
-    got = [s for s, _ in scores[student].values()]
-    total = [m for _, m in scores[student].values()]
-    return sum(got), sum(total)
+def points(scores: dict, student: str) -> tuple[float, float]:
+    return sum(s for s, _ in scores[student].values()), sum(m for _, m in scores[student].values())
+
+
+def failed(scores: dict, student: str) -> set[str]:
+    return {name for name, (s, m) in scores[student].items() if s < m}
+
+
+def autograded_output(course: Path, student: str, aid: str) -> str:
+    nb = nbformat.read(course / "autograded" / student / aid / ASSIGNMENTS[aid], as_version=4)
+    return "\n".join(str(o.get("text", "")) + "\n".join(o.get("traceback", [])) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
 
 
 def test_solution_gets_every_autograded_point(graded):
-    aid, _, _, proc, scores = graded
-    got, total = autograded_points(scores, "solution")
+    got, total = points(graded["scores"], "solution")
     assert total > 0
-    assert got == total, f"{aid}: solution scored {got}/{total}: {scores['solution']}\n{proc.stderr[-3000:]}"
+    assert got == total, f"{graded['aid']}: solution scored {got}/{total}: {graded['scores']['solution']}\n{graded['proc'].stderr[-3000:]}"
 
 
 def test_blank_release_gets_zero(graded):
-    _, _, _, _, scores = graded
-    got, total = autograded_points(scores, "blank")
-    assert total > 0 and got == 0, scores["blank"]
+    got, total = points(graded["scores"], "blank")
+    assert total > 0 and got == 0, graded["scores"]["blank"]
 
 
-def test_wrong_submission_gets_some_but_not_all(graded):
-    aid, _, _, _, scores = graded
-    got, total = autograded_points(scores, "wrong")
-    assert 0 < got < total, scores["wrong"]
-    failed = {name for name, (s, m) in scores["wrong"].items() if s < m}
-    expected = {"00_bag_of_words": {"test_lexicon_score", "test_predict", "test_accuracy_by_source"},
-                "01_tokens_and_embeddings": {"test_bpe_train", "test_word_vocab"},
-                "02_recurrent_networks": {"test_unroll", "test_next_token_loss"},
-                # without the scale every attention-based test fails; the block test catches post-norm
-                "03_attention": {"test_attention_weights", "test_attention", "test_mha", "test_block"},
-                "04_gpt": {"test_next_token_probs", "test_generate_greedy"}}[aid]
-    assert failed == expected, f"hidden tests should catch exactly the planted mistakes: failed {sorted(failed)}"
+def test_each_classic_mistake_costs_exactly_its_own_task(graded):
+    for student, expected in graded["expect_failing"].items():
+        if student == "hog":
+            continue
+        assert failed(graded["scores"], student) == expected, f"{student}: {graded['scores'][student]}"
+
+
+def test_valid_alternative_implementations_get_full_marks(graded):
+    got, total = points(graded["scores"], "alternatives")
+    assert got == total, graded["scores"]["alternatives"]
+
+
+def test_attacks_earn_nothing_and_change_nothing(graded):
+    scores = graded["scores"]
+    for student in ("thief", "patcher", "anything"):  # their honest code is the blank release
+        assert student in scores and points(scores, student)[0] == 0, f"{student}: {scores.get(student)}"
+    assert "stole 0 cells" in autograded_output(graded["course"], "thief", graded["aid"])
+    # Nothing outside the grader's own outputs changed: no submission, no source, no file planted.
+    assert not graded["changed"], f"files changed by grading: {sorted(graded['changed'])}"
+    assert not graded["repo_changed"]
+    assert graded["connections"] == 0, "a submission reached a server on the grading machine's loopback"
+    assert not graded["leftovers"], f"processes of the sandbox user outlived grading: {graded['leftovers']}"
+
+
+def test_exhausting_the_machine_costs_only_the_attacked_tasks(graded):
+    # endless loop, 30 GB and a fork bomb fail their tasks; 100 MB of output, a network
+    # connection and a disk fill fail quietly inside the sandbox, so those tasks still pass
+    assert failed(graded["scores"], "hog") == graded["expect_failing"]["hog"], graded["scores"]["hog"]
+    text = autograded_output(graded["course"], "hog", graded["aid"])
+    assert "ran for more than 6 s" in text and "more bytes of output not shown" in text
+    assert len(text) < 200_000
 
 
 def test_broken_submissions_do_not_stop_the_run(graded):
-    aid, course, subs, proc, scores = graded
-    # Every submission that is a notebook was graded, whatever the others did.
-    for student, nb in subs.items():
+    aid, course, subs, proc, scores = graded["aid"], graded["course"], graded["subs"], graded["proc"], graded["scores"]
+    for student, nb in subs.items():  # every notebook was graded, whatever the others did
         if isinstance(nb, nbformat.NotebookNode):
             assert student in scores, f"{student} was not graded\n{proc.stderr[-3000:]}"
     if aid == "00_bag_of_words":
-        syntax, _ = autograded_points(scores, "syntax_error")
         assert scores["syntax_error"]["test_tokenize"][0] == 0 and scores["syntax_error"]["test_accuracy"][0] == 2, scores["syntax_error"]
-        # The endless loop is interrupted; only the tests that need `accuracy` lose points.
-        assert "Timeout waiting for execute reply" in proc.stderr
-        assert scores["endless_loop"]["test_accuracy"][0] == 0 and scores["endless_loop"]["test_tokenize"][0] == 2, scores["endless_loop"]
         # Malformed JSON is reported and scores nothing; a missing notebook is reported.
-        assert "malformed" in proc.stderr and autograded_points(scores, "malformed")[0] == 0
+        assert "malformed" in proc.stderr and points(scores, "malformed")[0] == 0
         assert "No notebooks were matched" in proc.stderr and "missing" not in scores
         assert proc.returncode != 0  # nbgrader reports that some submissions failed
         # Edited and deleted test cells are put back from the gradebook and scored.
         for student in ("edited_test", "deleted_test"):
-            got, total = autograded_points(scores, student)
+            got, total = points(scores, student)
             assert got == total, f"{student}: {scores[student]}"
         restored = nbformat.read(course / "autograded" / "edited_test" / aid / ASSIGNMENTS[aid], as_version=4)
         cell = next(c for c in restored.cells if grade_id(c) == "test_lexicon_score")
         assert "no tests here" not in cell.source and "BEGIN HIDDEN TESTS" in cell.source
     else:
-        got, total = autograded_points(scores, "import_error")
-        first_test = {"01_tokens_and_embeddings": "test_char_tokenizer", "02_recurrent_networks": "test_rnn_cell",
-                      "03_attention": "test_attention_weights", "04_gpt": "test_gpt_forward"}[aid]
-        assert scores["import_error"][first_test][0] == 0 and 0 < got < total, scores["import_error"]
-    if "loops" in subs:  # a correct alternative implementation gets full marks
-        got, total = autograded_points(scores, "loops")
-        assert got == total, scores["loops"]
+        got, total = points(scores, "import_error")
+        assert failed(scores, "import_error") == {S.tasks(aid)[0][2]}, scores["import_error"]
+
+
+def test_feedback_names_the_mistake_without_grading_internals(graded):
+    aid, course = graded["aid"], graded["course"]
+    run("nbgrader", "generate_feedback", aid, cwd=course)
+    html = (course / "feedback" / "mistakes_a" / aid / ASSIGNMENTS[aid].replace(".ipynb", ".html")).read_text()
+    assert "lmkit/grader" not in html and "site-packages" not in html and str(course) not in html
+    if aid == "03_attention":
+        assert "the scores are not divided by sqrt(d)" in html
 
 
 def test_feedback_export_and_determinism(graded):
-    aid, course, _, _, scores = graded
+    aid, course, scores = graded["aid"], graded["course"], graded["scores"]
     run("nbgrader", "generate_feedback", aid, cwd=course)
     feedback = course / "feedback" / "solution" / aid / ASSIGNMENTS[aid].replace(".ipynb", ".html")
     assert feedback.exists() and "Score:" in feedback.read_text()
     run("nbgrader", "export", "--to", str(course / "grades.csv"), cwd=course)
     rows = list(csv.DictReader(open(course / "grades.csv")))
     by_student = {r["student_id"]: r for r in rows if r["assignment"] == aid}
-    assert float(by_student["solution"]["score"]) == autograded_points(scores, "solution")[0]
-    # Grading the same submission again gives the same score.
-    run("nbgrader", "autograde", aid, "--student=solution", "--force", cwd=course)
+    assert float(by_student["solution"]["score"]) == points(scores, "solution")[0]
+    # Grading the same submissions again gives the same scores.
+    run("nbgrader", "autograde", aid, "--student=mistakes_a", "--force", *TIMEOUTS, cwd=course)
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        again = {g.name: g.score for nb in gb.find_submission(aid, "solution").notebooks for g in nb.grades}
-    assert all(again[name] == s for name, (s, _) in scores["solution"].items())
+        again = {g.name: g.score for nb in gb.find_submission(aid, "mistakes_a").notebooks for g in nb.grades}
+    assert all(again[name] == s for name, (s, _) in scores["mistakes_a"].items())

@@ -17,7 +17,7 @@ import ast
 
 from nbformat import NotebookNode
 from nbgrader.api import Gradebook
-from nbgrader.preprocessors import Execute
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from traitlets import Bool, Float, Integer
 
 from lmkit.grader import sandbox as sbx
@@ -90,3 +90,13 @@ def _raise_if_failed(prelude: NotebookNode) -> None:
     for out in prelude.get("outputs", []):
         if out.get("output_type") == "error":
             raise RuntimeError(f"the grader could not start: {out.get('ename')}: {out.get('evalue')}")
+
+
+class WrapOutputs(NbGraderPreprocessor):
+    """Feedback pages: wrap long output lines (grading messages) instead of scrolling sideways."""
+
+    css = "div.output_area pre, div.output_subarea pre { white-space: pre-wrap; overflow-wrap: anywhere; }"
+
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        resources.setdefault("inlining", {}).setdefault("css", []).append(self.css)
+        return nb, resources

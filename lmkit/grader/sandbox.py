@@ -40,7 +40,7 @@ class Limits:
 
     cpu_seconds: int = 600  # CPU time of the whole notebook's worker
     memory_bytes: int = 6 * 2**30  # address space; torch alone maps about 1.5 GiB
-    processes: int = 256  # counts threads too (torch starts some)
+    processes: int = 64  # counts threads too (torch starts a few)
     file_bytes: int = 64 * 2**20  # largest file it may write
     scratch_bytes: int = 128 * 2**20  # its private tmpfs
     open_files: int = 256

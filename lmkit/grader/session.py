@@ -270,7 +270,9 @@ class Session:
         output there and set ``.grad`` on the input tensors here."""
         self._ensure_worker()
         message = {"op": "call", "name": name, "args": args, "kwargs": kwargs, "seed": next(self._calls),
-                   "blocked": list(self.blocked), "overrides": dict(self.cell_overrides), "backward": backward}
+                   "blocked": list(self.blocked), "overrides": dict(self.cell_overrides), "backward": backward,
+                   "grads": [{n: p.grad for n, p in v.named_parameters()} if isinstance(v, torch.nn.Module) else None
+                             for v in [*args, *kwargs.values()]]}
         reply, output = self._exchange(message, self.call_timeout)
         if output:
             print(f"[output of your {name}]\n{output}", end="" if output.endswith("\n") else "\n")
@@ -306,13 +308,21 @@ def _rebuild_error(reply: dict, name: str) -> Exception:
 
 
 def _copy_back(values: list[Any], states: Any) -> None:
-    """Models and optimizers the student's function changed: load their new state here."""
+    """Models (parameters, buffers, gradients) and optimizers the student's function
+    changed: load their new state here, as if the function had run in this process."""
     if not isinstance(states, list) or len(states) != len(values):
         return
     for value, state in zip(values, states):
-        if isinstance(value, (torch.nn.Module, torch.optim.Optimizer)) and state is not None:
+        if isinstance(value, (torch.nn.Module, torch.optim.Optimizer)) and isinstance(state, dict):
             try:
-                value.load_state_dict(state)
+                value.load_state_dict(state["state"])
+                if isinstance(value, torch.nn.Module):
+                    grads = state["grads"]
+                    for name, p in value.named_parameters():
+                        g = grads.get(name)
+                        if g is not None and (not isinstance(g, torch.Tensor) or g.shape != p.shape):
+                            raise ValueError(f"the gradient of {name} has the wrong shape")
+                        p.grad = None if g is None else g.to(p.dtype)
             except Exception as exc:
                 raise StudentError(f"the {type(value).__name__} your function returned to the grader does not fit the "
                                    f"one it was given: {str(exc)[:300]}") from None
