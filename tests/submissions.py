@@ -253,11 +253,8 @@ class _Anything:
 
 
 def thief(aid: str) -> nbformat.NotebookNode:
-    return _add_cell(blank(aid), THIEF)
-
-
-def patcher(aid: str) -> nbformat.NotebookNode:
-    return _add_cell(blank(aid), PATCHER)
+    """Looks for solutions, the gradebook and other students' files, then patches the checks."""
+    return _add_cell(_add_cell(blank(aid), PATCHER), THIEF)
 
 
 def anything(aid: str) -> nbformat.NotebookNode:

@@ -65,8 +65,11 @@ def is_plain(x: Any, depth: int = 0) -> bool:
 def _stays_with_judge(obj: Any) -> bool:
     if isinstance(obj, JudgeSide):
         return True
-    # A function written in a test cell cannot be imported by the worker: call it back.
-    return isinstance(obj, types.FunctionType) and (obj.__module__ == "__main__" or "<locals>" in obj.__qualname__ or obj.__name__ == "<lambda>")
+    # Functions and objects of classes written in a test cell cannot be imported by the
+    # worker: they stay here and are called back.
+    if isinstance(obj, types.FunctionType):
+        return obj.__module__ == "__main__" or "<locals>" in obj.__qualname__ or obj.__name__ == "<lambda>"
+    return not isinstance(obj, type) and type(obj).__module__ == "__main__"
 
 
 def dumps(message: Any, register: Callable[[Any], int]) -> bytes:
