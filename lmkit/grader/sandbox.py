@@ -68,11 +68,12 @@ def readable_paths() -> list[Path]:
     return sorted(p for p in keep if p not in system)
 
 
-def _dirs_for(path: Path) -> list[str]:
-    """bwrap creates missing parents of a bind mount as root-only (0700); make them traversable."""
+def _dirs_for(path: Path, scratch: Path) -> list[str]:
+    """bwrap creates missing parents of a bind mount as root-only (0700); make them
+    traversable (all but the scratch directory itself, which stays writable by all)."""
     out: list[str] = []
     for parent in reversed(path.parents):
-        if parent != Path("/") and parent not in (Path("/usr"),):
+        if parent not in (Path("/"), Path("/usr"), scratch):
             out += ["--perms", "0755", "--dir", str(parent)]
     return out
 
@@ -94,13 +95,13 @@ def command(argv: Sequence[str], limits: Limits, scratch: str = "/tmp") -> list[
             args += ["--symlink", os.readlink(p), str(p)]
         elif p.exists():
             args += ["--ro-bind", str(p), str(p)]
+    # The scratch tmpfs first, then the read-only binds: an environment that lives under
+    # the scratch path (a clone in /tmp) is bound on top of the empty tmpfs.
+    args += ["--size", str(limits.scratch_bytes), "--perms", "1777", "--tmpfs", scratch]
     for path in readable_paths():
-        if path.is_relative_to(scratch):
-            raise SandboxUnavailable(f"the Python environment {path} lies under the sandbox's scratch {scratch}")
-        args += _dirs_for(path) + ["--ro-bind", str(path), str(path)]
+        args += _dirs_for(path, Path(scratch)) + ["--ro-bind", str(path), str(path)]
     args += [
         "--proc", "/proc", "--dev", "/dev",
-        "--size", str(limits.scratch_bytes), "--perms", "1777", "--tmpfs", scratch,
         "--chdir", scratch, "--setenv", "HOME", scratch, "--setenv", "TMPDIR", scratch,
         "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
         "--die-with-parent", "--new-session", "--hostname", "sandbox",

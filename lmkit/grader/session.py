@@ -68,6 +68,9 @@ class StudentFunction:
 
 
 class Session:
+    """One submission's grading: its worker process, the stand-ins for its functions,
+    and what the current test cell asks of calls (blocked references, reference helpers)."""
+
     def __init__(self, task_names: list[str], *, sandbox: bool = True, call_timeout: float = 25.0,
                  limits: sbx.Limits | None = None) -> None:
         if call_timeout <= 0:
@@ -102,16 +105,18 @@ class Session:
 
     def _spawn(self) -> None:
         parent, child = socket.socketpair()
+        # A clean environment: none of the instructor's variables (tokens, paths) reach the submission.
+        # One thread: the exercises' tensors are small, and the worker must not starve the grading kernel.
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
-               "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-        env.update({k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")})  # see the env notes: CPU quirks
+               "OMP_NUM_THREADS": "1"}
+        env.update({k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")})  # settings some CPUs need
         cwd = "/"
         if not self.sandboxed:
             self._scratch = cwd = tempfile.mkdtemp(prefix="lmkit-worker-")
             env["HOME"] = cwd
         try:
             self._proc = sbx.popen([sys.executable, "-m", "lmkit.grader.worker", str(child.fileno())],
-                                       limits=self.limits, sandbox=self.sandboxed, pass_fds=[child.fileno()], env=env, cwd=cwd)
+                                   limits=self.limits, sandbox=self.sandboxed, pass_fds=[child.fileno()], env=env, cwd=cwd)
         finally:
             child.close()
         os.set_blocking(self._proc.stdout.fileno(), False)

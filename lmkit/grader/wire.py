@@ -115,9 +115,9 @@ def encode(x: Any, handle_of: Callable[[Any], int | None], depth: int = 0) -> An
         return {"__ndarray__": torch.from_numpy(np.ascontiguousarray(x))}
     if isinstance(x, np.generic):
         return x.item()
-    if isinstance(x, (list, tuple)):
+    if isinstance(x, (list, tuple)):  # subclasses (namedtuples, torch.return_types) keep their values only
         items = [encode(v, handle_of, depth + 1) for v in x]
-        return items if type(x) is list else tuple(items) if type(x) is tuple else {"__opaque__": type(x).__name__, "text": repr(x)[:200]}
+        return items if isinstance(x, list) else tuple(items)
     if isinstance(x, (set, frozenset)):
         return {"__set__": [encode(v, handle_of, depth + 1) for v in x]}
     if isinstance(x, dict):
