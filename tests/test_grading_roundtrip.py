@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import shutil
 import socket
 import subprocess
 import threading
@@ -26,7 +27,8 @@ from nbgrader.api import Gradebook, MissingEntry
 import submissions as S
 from course import ASSIGNMENTS, REPO, grade_id, new_course, replace_in_cell, run, solved, submit
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("bwrap") is None, reason="grading runs in bubblewrap: apt-get install bubblewrap")]
 # A short limit per call of a submission's code: the endless loop and the fork bomb each cost one.
 TIMEOUTS = ["--SandboxedExecute.call_timeout=5"]
 

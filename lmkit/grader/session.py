@@ -86,7 +86,7 @@ class Session:
         self.cell_overrides: dict[str, Any] = {}  # reset when the next cell starts
         self.namespace: dict[str, Any] | None = None
         self._calls = itertools.count()
-        self._handles: dict[int, Any] = {}
+        self._outbox = wire.Outbox()
         self._proc = None
         self._conn: Connection | None = None
         self._scratch: str | None = None
@@ -136,7 +136,7 @@ class Session:
         if self._scratch:
             shutil.rmtree(self._scratch, ignore_errors=True)
         self._proc = self._conn = self._scratch = None
-        self._handles.clear()
+        self._outbox = wire.Outbox()  # a new worker knows no handles and no values sent before
 
     def close(self) -> None:
         global _active
@@ -157,20 +157,16 @@ class Session:
 
     # ---- talking to the worker ---------------------------------------------------
 
-    def _register(self, obj: Any) -> int:
-        handle = len(self._handles) + 1
-        self._handles[handle] = obj
-        return handle
-
     def _resolve(self, handle: int) -> Any:
-        if handle not in self._handles:
-            raise WorkerFailed(f"your code referred to an unknown object ({handle})")
-        return self._handles[handle]
+        try:
+            return self._outbox.resolve(handle)
+        except KeyError:
+            raise WorkerFailed(f"your code referred to an unknown object ({handle})") from None
 
     def _exchange(self, message: dict, timeout: float) -> tuple[dict, str]:
         """Send a message; serve callbacks until the reply comes. Returns (reply, output)."""
         assert self._conn is not None and self._proc is not None
-        self._conn.send_bytes(wire.dumps(message, self._register))
+        self._conn.send_bytes(self._outbox.dumps(message))
         out = _Output()
         deadline = time.monotonic() + timeout
         pipe = self._proc.stdout.fileno()
@@ -240,7 +236,7 @@ class Session:
             reply = {"op": "error", "type": type(exc).__name__ if type(exc).__name__ in _PASS_THROUGH else "RuntimeError",
                      "message": str(exc)}
         assert self._conn is not None
-        self._conn.send_bytes(wire.dumps(reply, self._register))
+        self._conn.send_bytes(self._outbox.dumps(reply))
 
     @staticmethod
     def _callback_value(target: Any, attr: Any, request: dict) -> Any:

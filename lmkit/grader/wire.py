@@ -72,26 +72,54 @@ def _stays_with_judge(obj: Any) -> bool:
     return not isinstance(obj, type) and type(obj).__module__ == "__main__"
 
 
-def dumps(message: Any, register: Callable[[Any], int]) -> bytes:
-    """Pickle a judge message; judge-side objects become handles (``register`` numbers them)."""
+class Outbox:
+    """The judge's end of the wire. Judge-side objects travel as numbered handles; a large
+    immutable value (a lexicon, a corpus) is sent once and then referred to by its number."""
 
-    class Pickler(pickle.Pickler):
-        def persistent_id(self, obj: Any) -> Any:
-            if _stays_with_judge(obj):
-                return ("handle", register(obj.obj if isinstance(obj, JudgeSide) else obj))
-            return None
+    LARGE = 256  # items or characters
 
-    buf = io.BytesIO()
-    Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(message)
-    return buf.getvalue()
+    def __init__(self) -> None:
+        self.handles: dict[int, Any] = {}
+        self._sent: dict[int, tuple[Any, int]] = {}  # id -> (the object, kept alive so its id stays its own; key)
+
+    def register(self, obj: Any) -> int:
+        handle = len(self.handles) + 1
+        self.handles[handle] = obj
+        return handle
+
+    def resolve(self, handle: int) -> Any:
+        if handle not in self.handles:
+            raise KeyError(f"unknown object {handle}")
+        return self.handles[handle]
+
+    def _persistent_id(self, obj: Any) -> Any:
+        if _stays_with_judge(obj):
+            return ("handle", self.register(obj.obj if isinstance(obj, JudgeSide) else obj))
+        if type(obj) in (frozenset, str) and len(obj) >= self.LARGE:
+            if id(obj) in self._sent:
+                return ("cached", self._sent[id(obj)][1])
+            self._sent[id(obj)] = (obj, len(self._sent))
+            # pickled on its own (a nested pickle would call back here and find it "sent")
+            return ("store", len(self._sent) - 1, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+        return None
+
+    def dumps(self, message: Any) -> bytes:
+        pickler_cls = type("Pickler", (pickle.Pickler,), {"persistent_id": lambda _, obj: self._persistent_id(obj)})
+        buf = io.BytesIO()
+        pickler_cls(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(message)
+        return buf.getvalue()
 
 
-def loads_trusted(data: bytes, stub: Callable[[int], Any]) -> Any:
-    """The worker's side of :func:`dumps`: handles become stubs."""
+def loads_trusted(data: bytes, stub: Callable[[int], Any], cache: dict[int, Any]) -> Any:
+    """The worker's side of :meth:`Outbox.dumps`: handles become stubs; values sent once are kept in ``cache``."""
 
     class Unpickler(pickle.Unpickler):
         def persistent_load(self, pid: Any) -> Any:
-            return stub(pid[1])
+            if pid[0] == "handle":
+                return stub(pid[1])
+            if pid[0] == "store":
+                cache[pid[1]] = pickle.loads(pid[2])
+            return cache[pid[1]]
 
     return Unpickler(io.BytesIO(data)).load()
 

@@ -64,8 +64,11 @@ def _send(message: dict) -> None:
     conn.send_bytes(wire.dumps_untrusted(wire.encode(message, _handle_of)))
 
 
+_received: dict[int, Any] = {}  # large values the grader sends once
+
+
 def _receive() -> dict:
-    return wire.loads_trusted(conn.recv_bytes(), Stub)
+    return wire.loads_trusted(conn.recv_bytes(), Stub, _received)
 
 
 def _callback(stub: Stub, attr: str | None, args: Any, kwargs: Any) -> Any:
