@@ -31,6 +31,7 @@ import torch
 from lmkit.grader import sandbox as sbx
 from lmkit.grader import wire
 
+STARTUP_TIMEOUT = 120  # seconds for a worker to import torch on a busy machine; not the submission's time
 OUTPUT_LIMIT = 10_000  # characters of a submission's printed output kept per cell or call
 _active: Session | None = None
 # Exceptions a submission may raise that a test can catch as themselves (e.g. `except ValueError`).
@@ -121,6 +122,13 @@ class Session:
             child.close()
         os.set_blocking(self._proc.stdout.fileno(), False)
         self._conn = Connection(parent.detach())
+        try:
+            reply, _ = self._exchange(None, STARTUP_TIMEOUT)
+        except WorkerFailed as err:
+            raise WorkerFailed(f"the process for your code did not start: {err}") from None
+        if reply.get("op") != "ready":
+            self._kill()
+            raise WorkerFailed("the process for your code did not start")
 
     def _kill(self) -> None:
         if self._proc is not None:
@@ -163,10 +171,11 @@ class Session:
         except KeyError:
             raise WorkerFailed(f"your code referred to an unknown object ({handle})") from None
 
-    def _exchange(self, message: dict, timeout: float) -> tuple[dict, str]:
-        """Send a message; serve callbacks until the reply comes. Returns (reply, output)."""
+    def _exchange(self, message: dict | None, timeout: float) -> tuple[dict, str]:
+        """Send a message (None: just wait); serve callbacks until the reply comes. Returns (reply, output)."""
         assert self._conn is not None and self._proc is not None
-        self._conn.send_bytes(self._outbox.dumps(message))
+        if message is not None:
+            self._conn.send_bytes(self._outbox.dumps(message))
         out = _Output()
         deadline = time.monotonic() + timeout
         pipe = self._proc.stdout.fileno()

@@ -155,6 +155,7 @@ def main() -> None:
 
     shell = InteractiveShell.instance()
     ns = shell.user_ns
+    _send({"op": "ready"})  # start-up (imports) is not the submission's time
     while True:
         try:
             msg = _receive()
