@@ -1,8 +1,8 @@
 """The wire between the grader (trusted) and the sandboxed worker (untrusted).
 
 Judge -> worker messages are pickled: the worker trusts the judge. Objects that
-must stay on the judge's side (functions defined in a test cell, objects wrapped
-by :func:`judge_side`) travel as handles, and the worker calls them back.
+must stay on the judge's side (functions and objects defined in a test cell, objects wrapped
+by :func:`lmkit.grading.judge_side`) travel as handles, and the worker calls them back.
 
 Worker -> judge messages are untrusted. They are first reduced to plain data
 (:func:`encode`: numbers, strings, tensors and containers of them, handles as
@@ -31,10 +31,6 @@ class JudgeSide:
 
     def __init__(self, obj: Any) -> None:
         self.obj = obj
-
-
-def judge_side(obj: Any) -> JudgeSide:
-    return JudgeSide(obj)
 
 
 class Opaque:
