@@ -44,19 +44,22 @@ def _fmt(x: Any) -> str:
     return repr(x)
 
 
+def _differ(a: torch.Tensor, e: torch.Tensor, rtol: float, atol: float) -> torch.Tensor:
+    """Elementwise: where ``a`` and ``e`` (same shape) differ beyond the tolerance."""
+    if a.dtype == torch.bool or e.dtype == torch.bool:
+        return a.bool() != e.bool()
+    return ~torch.isclose(a.double(), e.double(), rtol=rtol, atol=atol, equal_nan=True)
+
+
 def _matches(actual: torch.Tensor, candidate: Any, rtol: float, atol: float) -> bool:
     try:
         c = _as_tensor(candidate, "candidate")
     except AssertionError:
         return False
-    if c.shape != actual.shape:
-        return False
-    if c.dtype == torch.bool or actual.dtype == torch.bool:
-        return bool((c.bool() == actual.bool()).all())
-    return bool(torch.isclose(actual.double(), c.double(), rtol=rtol, atol=atol, equal_nan=True).all())
+    return c.shape == actual.shape and not bool(_differ(actual, c, rtol, atol).any())
 
 
-def _diagnosis(actual: Any, mistakes: Mapping[str, Any] | None, same: Callable[[Any], bool]) -> str:
+def _diagnosis(mistakes: Mapping[str, Any] | None, same: Callable[[Any], bool]) -> str:
     """The first named mistake whose output the submission reproduces, if any."""
     for mistake, output in (mistakes or {}).items():
         try:
@@ -92,20 +95,17 @@ def assert_close(
         raise AssertionError(f"{name} should be a torch.Tensor, got {type(actual).__name__}{suffix}")
     a, e = _as_tensor(actual, name), _as_tensor(expected, "expected")
     if a.shape != e.shape:
-        why = _diagnosis(a, mistakes, lambda m: _matches(a, m, rtol, atol))
+        why = _diagnosis(mistakes, lambda m: _matches(a, m, rtol, atol))
         raise AssertionError(f"{name} has shape {tuple(a.shape)}, expected {tuple(e.shape)}{why or suffix}")
     if check_dtype and a.dtype != e.dtype:
         raise AssertionError(f"{name} has dtype {a.dtype}, expected {e.dtype}{suffix}")
-    if a.dtype == torch.bool or e.dtype == torch.bool:
-        bad = a.bool() != e.bool()
-    else:
-        bad = ~torch.isclose(a.double(), e.double(), rtol=rtol, atol=atol, equal_nan=True)
+    bad = _differ(a, e, rtol, atol)
     if bad.any():
         idx = tuple(int(i) for i in bad.nonzero()[0])
         where = f" at index [{', '.join(map(str, idx))}]" if idx else ""
         got, want = a[idx].item(), e[idx].item()
         n_bad = int(bad.sum())
-        why = _diagnosis(a, mistakes, lambda m: _matches(a, m, rtol, atol))
+        why = _diagnosis(mistakes, lambda m: _matches(a, m, rtol, atol))
         raise AssertionError(f"{name}{where}: got {_fmt(got)}, expected {_fmt(want)} "
                              f"({n_bad} of {bad.numel()} values differ){why or suffix}")
 
@@ -118,7 +118,7 @@ def assert_equal(actual: Any, expected: Any, *, name: str = "result", hint: str 
     """
     if actual == expected:
         return
-    why = _diagnosis(actual, mistakes, lambda m: actual == m)
+    why = _diagnosis(mistakes, lambda m: actual == m)
     suffix = why or (f"\nHint: {hint}" if hint else "")
     if isinstance(actual, (list, tuple)) and isinstance(expected, (list, tuple)):
         if len(actual) != len(expected):
