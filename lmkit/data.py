@@ -14,6 +14,8 @@ from typing import Literal, Sequence, TypeVar
 
 import torch
 
+from lmkit.tokenizers import CharTokenizer
+
 SentimentSource = Literal["amazon", "imdb", "yelp"]
 SENTIMENT_SOURCES: tuple[SentimentSource, ...] = ("amazon", "imdb", "yelp")
 _SENTIMENT_FILES = {
@@ -120,7 +122,24 @@ def get_batch(
     if len(data) <= block_size:
         raise ValueError(f"data has {len(data)} tokens; need more than block_size={block_size}")
     starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)
+    return windows(data, starts, block_size)
+
+
+def windows(data: torch.Tensor, starts: torch.Tensor, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The windows of ``block_size`` tokens of the stream ``data`` (N,) that begin at
+    ``starts`` (B,), and their next tokens: ``(x, y)``, int64 of shape (B, T) with
+    ``y[b, t] == data[starts[b] + t + 1]``."""
     offsets = torch.arange(block_size)
     x = data[starts[:, None] + offsets].long()  # (B, T)
     y = data[starts[:, None] + offsets + 1].long()  # (B, T)
     return x, y
+
+
+def char_data() -> tuple[CharTokenizer, torch.Tensor, torch.Tensor]:
+    """The corpus as characters: its tokenizer and the 90/10 train/val token streams
+    that chapters 2-4 and the shipped models use."""
+    text = load_shakespeare()
+    tokenizer = CharTokenizer().train(text)
+    data = torch.tensor(tokenizer.encode(text))
+    train_data, val_data = train_val_split(data, val_fraction=0.1)
+    return tokenizer, train_data, val_data

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from lmkit.transformer import GPT
 
 
-def next_token_distribution(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
+def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
     """Turn logits (B, V) into sampling probabilities (B, V).
 
     ``temperature`` divides the logits before the softmax (< 1 sharpens, > 1 flattens);
@@ -80,7 +80,7 @@ def generate(
             if temperature == 0:
                 nxt = int(logits.argmax(dim=-1))
             else:
-                probs = next_token_distribution(logits, temperature, top_k, top_p)
+                probs = next_token_probs(logits, temperature, top_k, top_p)
                 nxt = int(torch.multinomial(probs, 1, generator=generator))
             out.append(nxt)
             step_input = torch.tensor([[nxt]])

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import torch
 
-from lmkit.data import get_batch, load_shakespeare, train_val_split
+from lmkit.data import char_data, get_batch
 from lmkit.rnn import EncoderDecoder, RecurrentLM
 from lmkit.tasks import COPY_LM_VOCAB, COPY_VOCAB, START, copy_batch, copy_lm_batch
 from lmkit.transformer import GPT, GPTConfig
-from lmkit.tokenizers import CharTokenizer
 from lmkit.train import TrainConfig, evaluate_lm, train
 
 CHECKPOINT_DIR = Path(str(resources.files("lmkit").joinpath("checkpoints")))
@@ -42,15 +41,6 @@ CHAR_GPT_TRAIN = TrainConfig(steps=1500, lr=1e-3, min_lr=1e-4, warmup=100, eval_
 # Copy task for a decoder-only transformer (rotary positions; sources padded to COPY_MAX_LEN).
 COPY_GPT_MODEL = {"context": 2 * COPY_MAX_LEN + 1, "d_model": 64, "n_layers": 2, "n_heads": 4, "positions": "rope"}
 COPY_GPT_TRAIN = TrainConfig(steps=2000, lr=1e-3, min_lr=1e-4, warmup=100, eval_every=500, eval_batches=10, progress=True)
-
-
-def char_data() -> tuple[CharTokenizer, torch.Tensor, torch.Tensor]:
-    """The character tokenizer of the corpus and its 90/10 train/val token streams."""
-    text = load_shakespeare()
-    tokenizer = CharTokenizer().train(text)
-    data = torch.tensor(tokenizer.encode(text))
-    train_data, val_data = train_val_split(data, val_fraction=0.1)
-    return tokenizer, train_data, val_data
 
 
 def recipe(base: TrainConfig, steps: int | None) -> TrainConfig:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from lmkit.losses import IGNORE_INDEX
+
 N_DIGITS = 10
 START = N_DIGITS  # the start-of-output token
 COPY_VOCAB = N_DIGITS + 1
@@ -37,7 +39,7 @@ def copy_lm_batch(batch_size: int, length: int, generator: torch.Generator | Non
     copy of digit j always sits the same distance after the digit itself.
     Returns ``(x, y)``, int64 of shape (B, P + L), P = ``pad_to or length``: ``x``
     the sequence without its last token and ``y`` the next tokens, with the
-    targets before the copy set to -100 (ignored by ``cross_entropy``): only
+    targets before the copy set to ``IGNORE_INDEX``: only
     writing the copy is scored.
     """
     pad_to = length if pad_to is None else pad_to
@@ -47,7 +49,7 @@ def copy_lm_batch(batch_size: int, length: int, generator: torch.Generator | Non
     pad = torch.full((batch_size, pad_to - length), PAD)
     seq = torch.cat([src, pad, torch.full((batch_size, 1), START), src], dim=1)  # (B, P + 1 + L)
     x, y = seq[:, :-1], seq[:, 1:].clone()
-    y[:, :pad_to] = -100
+    y[:, :pad_to] = IGNORE_INDEX
     return x, y
 
 

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from lmkit.data import windows
+
 BatchFn = Callable[[str], tuple]
 
 
@@ -209,16 +211,21 @@ def evaluate_lm(model: nn.Module, data: torch.Tensor, block_size: int, batch_siz
     was_training = model.training
     model.eval()
     starts = torch.arange((len(data) - 1) // block_size) * block_size
-    offsets = torch.arange(block_size)
     total = 0.0
     try:
         for chunk in starts.split(batch_size):
-            x = data[chunk[:, None] + offsets].long()  # (B, T)
-            y = data[chunk[:, None] + offsets + 1].long()  # (B, T)
+            x, y = windows(data, chunk, block_size)  # (B, T) each
             total += model(x, y)[1].item() * x.numel()
     finally:
         model.train(was_training)
     return total / (len(starts) * block_size)
+
+
+def num_parameters(model: nn.Module) -> int:
+    """The number of trainable numbers in ``model``: each parameter tensor counted once,
+    so a weight shared by two layers (a tied embedding and output matrix) counts once;
+    buffers (fixed position tables, masks) are not parameters and are not counted."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def bits(nats: float) -> float:

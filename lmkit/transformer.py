@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmkit.attention import LayerCache, MultiHeadAttention, dropout_layer, sinusoidal_positions
+from lmkit.losses import IGNORE_INDEX
+from lmkit.train import num_parameters
 
 
 class LayerNorm(nn.Module):
@@ -172,8 +174,9 @@ class GPT(nn.Module):
             nn.init.zeros_(module.bias)
 
     def num_parameters(self) -> int:
-        """Trainable parameters, counting a tied embedding/output matrix once."""
-        return sum(p.numel() for p in self.parameters())
+        """Trainable parameters, counting a tied embedding/output matrix once
+        (see ``lmkit.train.num_parameters``)."""
+        return num_parameters(self)
 
     def embed(self, idx: torch.Tensor, past: int = 0) -> torch.Tensor:
         """Token embeddings plus the embeddings of positions past .. past + T - 1: (B, T, C).
@@ -193,7 +196,7 @@ class GPT(nn.Module):
         self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """With a ``cache``, ``idx`` continues the cached positions (which it extends).
-        Targets of -100 are ignored (e.g. padding or a prompt)."""
+        Targets equal to ``IGNORE_INDEX`` are ignored (e.g. padding or a prompt)."""
         if idx.ndim != 2:
             raise ValueError(f"idx must have shape (B, T), got {tuple(idx.shape)}")
         past = 0 if cache is None else cache.length
@@ -206,5 +209,5 @@ class GPT(nn.Module):
         for i, block in enumerate(self.blocks):
             x = block(x, cache=None if cache is None else cache.layers[i])
         logits = self.head(self.norm(x))  # (B, T, V)
-        loss = None if targets is None else F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        loss = None if targets is None else F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
         return logits, loss

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lmkit.generate import generate, next_token_distribution
+from lmkit.generate import generate, next_token_probs
 from lmkit.transformer import GPT, GPTConfig
 
 pytestmark = pytest.mark.usefixtures("seeded_single_thread")
@@ -23,13 +23,13 @@ def tiny(positions: str = "learned", **kw) -> GPT:
 def test_temperature_divides_logits_before_softmax():
     logits = torch.tensor([[2.0, 1.0, 0.0]])
     for t in (0.5, 1.0, 3.0):
-        torch.testing.assert_close(next_token_distribution(logits, temperature=t), F.softmax(logits / t, dim=-1))
+        torch.testing.assert_close(next_token_probs(logits, temperature=t), F.softmax(logits / t, dim=-1))
 
 
 @pytest.mark.parametrize("k", [1, 2, 4, 5])
 def test_top_k_keeps_exactly_k_tokens(k):
     logits = torch.tensor([[0.1, 3.0, -1.0, 2.0, 0.5]])
-    probs = next_token_distribution(logits, top_k=k)
+    probs = next_token_probs(logits, top_k=k)
     kept = probs[0] > 0
     assert int(kept.sum()) == k
     assert set(kept.nonzero().flatten().tolist()) == set(logits[0].topk(k).indices.tolist())
@@ -40,15 +40,15 @@ def test_top_p_keeps_the_smallest_nucleus():
     probs_in = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
     logits = probs_in.log()
     # 0.5 < 0.7, 0.5 + 0.3 >= 0.7: the nucleus is the first two tokens
-    torch.testing.assert_close(next_token_distribution(logits, top_p=0.7), torch.tensor([[0.625, 0.375, 0.0, 0.0]]))
-    torch.testing.assert_close(next_token_distribution(logits, top_p=1.0), probs_in)
-    assert int((next_token_distribution(logits, top_p=0.01) > 0).sum()) == 1  # always at least the top token
+    torch.testing.assert_close(next_token_probs(logits, top_p=0.7), torch.tensor([[0.625, 0.375, 0.0, 0.0]]))
+    torch.testing.assert_close(next_token_probs(logits, top_p=1.0), probs_in)
+    assert int((next_token_probs(logits, top_p=0.01) > 0).sum()) == 1  # always at least the top token
 
 
 @pytest.mark.parametrize("kwargs", [{"temperature": 0.0}, {"top_k": 0}, {"top_k": 6}, {"top_p": 0.0}, {"top_p": 1.5}])
 def test_bad_sampling_settings_raise(kwargs):
     with pytest.raises(ValueError):
-        next_token_distribution(torch.zeros(1, 5), **kwargs)
+        next_token_probs(torch.zeros(1, 5), **kwargs)
 
 
 @pytest.mark.parametrize("positions", ["learned", "sinusoidal", "rope", "none"])

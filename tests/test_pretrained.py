@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lmkit.pretrained import CHECKPOINT_DIR, char_data, load_char_lm, load_copy_model, load_gpt, main
+from lmkit.data import char_data
+from lmkit.pretrained import CHECKPOINT_DIR, load_char_lm, load_copy_model, load_gpt, main
 from lmkit.tasks import START, copy_batch, copy_lm_prompt
 from lmkit.train import evaluate_lm
 
