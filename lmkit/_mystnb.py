@@ -1,5 +1,7 @@
 """A myst-nb plugin that renders plotly figures in the static book.
 
+Part of the book build (every chapter's figures), not taught in a chapter.
+
 Figures carry only plotly's own mime type (JupyterLab renders it natively). When
 the book is built, myst-nb hands that mime type to this plugin (registered as
 an entry point in pyproject.toml), which emits the figure's HTML. The page gets
@@ -17,6 +19,9 @@ PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
 
 class PlotlyMimeRenderer:
+    """myst-nb's mime renderer plugin for plotly's mime type (not a plotly.io renderer:
+    that is ``lmkit.viz.PlotlyJSONRenderer``, which emits the mime type this one reads)."""
+
     # Prefer the figure over any fallback representation, in every builder.
     mime_priority_overrides = [("*", PLOTLY_MIME, 1)]
 

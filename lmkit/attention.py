@@ -1,5 +1,6 @@
 """Attention: every position looks at every (allowed) position.
 
+Taught in chapter 3 (transformers); the GPT of chapter 4 is built from it.
 Masks are boolean with ``True`` where attention is allowed (torch's convention for
 ``scaled_dot_product_attention``) and broadcast over leading dimensions.
 """
@@ -120,9 +121,19 @@ class MultiHeadAttention(nn.Module):
     Projections are stored as torch's ``nn.MultiheadAttention`` stores them (one
     ``(3C, C)`` input projection for q, k, v, then an output projection), so
     weights can be copied between the two.
+
+    ``dropout`` drops elements of the output projection (the residual dropout of
+    GPT-2), in training mode only; the attention weights themselves are never
+    dropped, so they always sum to 1 over the keys.
+
+    With ``rope``, queries and keys are rotated by ``RoPE(head_dim, rope_base)``.
+    Set ``keep_weights = True`` to store the attention weights (B, H, T, T_k) of each
+    call in ``last_weights`` (e.g. to draw them); it computes them explicitly, as
+    ``return_weights`` does, and gives the same outputs.
     """
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True, rope: bool = False) -> None:
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True, rope: bool = False,
+                 rope_base: float = 10000.0) -> None:
         super().__init__()
         if d_model < 1 or n_heads < 1 or d_model % n_heads:
             raise ValueError(f"d_model ({d_model}) must be a positive multiple of n_heads ({n_heads})")
@@ -132,7 +143,9 @@ class MultiHeadAttention(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
         self.proj = nn.Linear(d_model, d_model, bias=bias)
         self.dropout = dropout_layer(dropout)
-        self.rope = RoPE(self.head_dim) if rope else None
+        self.rope = RoPE(self.head_dim, rope_base) if rope else None
+        self.keep_weights = False
+        self.last_weights: torch.Tensor | None = None
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, C) -> (B, H, T, C/H): head h gets channels h*C/H .. (h+1)*C/H - 1."""
@@ -169,13 +182,16 @@ class MultiHeadAttention(nn.Module):
         if cache is not None:
             k, v = cache.append(k, v)  # (B, H, past + T, hd)
         T_k = k.shape[-2]
-        fused_causal = causal and mask is None and past == 0 and not return_weights
+        explicit = return_weights or self.keep_weights  # the weights are wanted: no fused kernel
+        fused_causal = causal and mask is None and past == 0 and not explicit
         if causal and not fused_causal:
             # query i sits at position past + i and may see keys 0 .. past + i
             allowed = torch.arange(T_k, device=x.device)[None, :] <= torch.arange(past, past + T, device=x.device)[:, None]
             mask = allowed if mask is None else mask & allowed
-        if return_weights:
+        if explicit:
             out, weights = scaled_dot_product_attention(q, k, v, mask, return_weights=True)
+            if self.keep_weights:
+                self.last_weights = weights.detach()
         else:
             # The same computation as scaled_dot_product_attention above, in torch's fused kernel.
             if mask is not None:

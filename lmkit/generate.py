@@ -87,3 +87,36 @@ def generate(
     finally:
         model.train(was_training)
     return out
+
+
+@torch.no_grad()
+def greedy_batch(model: GPT, prompts: torch.Tensor, max_new_tokens: int, use_cache: bool = True) -> torch.Tensor:
+    """Greedy decoding of a batch of prompts of the same length: ``prompts`` (B, T) ->
+    prompts + new tokens (B, T + max_new_tokens), each new token the most likely one.
+
+    Row b is what ``generate(model, prompts[b], max_new_tokens, temperature=0)`` gives,
+    computed for the whole batch at once; ``use_cache`` as in ``generate``.
+    """
+    if prompts.ndim != 2 or prompts.shape[1] == 0:
+        raise ValueError(f"prompts must have shape (B, T) with T >= 1, got {tuple(prompts.shape)}")
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    context = model.config.context
+    bounded = model.config.positions in ("learned", "sinusoidal")
+    if use_cache and bounded and prompts.shape[1] + max_new_tokens > context:
+        raise ValueError(f"prompt + new tokens ({prompts.shape[1] + max_new_tokens}) exceed the model's context of {context} (use_cache=False slides a window)")
+    was_training = model.training
+    model.eval()
+    seq = prompts.long()
+    cache = model.new_cache() if use_cache else None
+    step_input = seq  # the whole prompt first
+    try:
+        for _ in range(max_new_tokens):
+            if cache is None:
+                step_input = seq[:, -context:] if bounded else seq
+            nxt = model(step_input, cache=cache)[0][:, -1].argmax(dim=-1, keepdim=True)  # (B, 1)
+            seq = torch.cat([seq, nxt], dim=1)
+            step_input = nxt
+    finally:
+        model.train(was_training)
+    return seq

@@ -1,5 +1,7 @@
 """Transformer blocks and a GPT built from them, configured by one dataclass.
 
+Taught in chapter 3 (the block) and chapter 4 (the GPT, GPT-2 vs modern blocks).
+
 "GPT-2 style" (LayerNorm, GELU MLP, learned positions) and "modern" (RMSNorm,
 SwiGLU, rotary positions) are two configurations of the same classes.
 """
@@ -83,9 +85,11 @@ class GPTConfig:
     norm: Literal["layernorm", "rmsnorm"] = "layernorm"
     mlp: Literal["gelu", "swiglu"] = "gelu"
     positions: Literal["learned", "sinusoidal", "rope", "none"] = "learned"
-    dropout: float = 0.0
+    dropout: float = 0.0  # on the embeddings and on each block's attention and MLP outputs (not on attention weights)
     bias: bool = True
     tie_weights: bool = True  # the output layer reuses the token embedding matrix
+    norm_eps: float | None = None  # added to the variance in the norms; default: 1e-5 (LayerNorm) or 1e-6 (RMSNorm)
+    rope_base: float = 10000.0  # RoPE's angle for dimension pair i is position * rope_base ** (-2i / head_dim)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "context", "d_model", "n_layers", "n_heads"):
@@ -101,6 +105,10 @@ class GPTConfig:
             raise ValueError(f"mlp_hidden must be positive, got {self.mlp_hidden}")
         if self.mlp_hidden is None:
             self.mlp_hidden = 4 * self.d_model if self.mlp == "gelu" else 32 * ((8 * self.d_model // 3 + 31) // 32)
+        if self.norm_eps is None:
+            self.norm_eps = 1e-5 if self.norm == "layernorm" else 1e-6
+        if not self.norm_eps > 0 or not self.rope_base > 0:
+            raise ValueError(f"norm_eps and rope_base must be positive, got {self.norm_eps} and {self.rope_base}")
 
     @classmethod
     def gpt2(cls, **kwargs) -> GPTConfig:
@@ -112,7 +120,9 @@ class GPTConfig:
 
 
 def make_norm(config: GPTConfig) -> nn.Module:
-    return LayerNorm(config.d_model, bias=config.bias) if config.norm == "layernorm" else RMSNorm(config.d_model)
+    if config.norm == "layernorm":
+        return LayerNorm(config.d_model, config.norm_eps, config.bias)
+    return RMSNorm(config.d_model, config.norm_eps)
 
 
 class Block(nn.Module):
@@ -121,7 +131,8 @@ class Block(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.norm1 = make_norm(config)
-        self.attn = MultiHeadAttention(config.d_model, config.n_heads, config.dropout, config.bias, rope=config.positions == "rope")
+        self.attn = MultiHeadAttention(config.d_model, config.n_heads, config.dropout, config.bias, rope=config.positions == "rope",
+                                       rope_base=config.rope_base)
         self.norm2 = make_norm(config)
         mlp = MLP if config.mlp == "gelu" else SwiGLU
         self.mlp = mlp(config.d_model, config.mlp_hidden, config.bias, config.dropout)

@@ -1,5 +1,8 @@
 """Plotly figures and HTML views used by the chapters.
 
+Used from chapter 1 on (tokens, BPE steps, embeddings), in chapter 3 (attention
+maps) and chapter 4 (text sliders); the chapters teach what the figures show.
+
 Importing this module registers the ``"lmkit"`` plotly renderer and makes it
 the default: figures are emitted as plotly's mime type, which JupyterLab renders
 with its plotly extension and the book build renders offline (``lmkit._mystnb``).
@@ -20,15 +23,16 @@ from lmkit.tokenizers import BPETokenizer, Tokenizer
 PALETTE = ["#fde2a7", "#b9e4c9", "#c9d7f8", "#f8c9d4", "#d9c9f8", "#c9f0f8", "#f2d7b6", "#e0e0e0"]
 
 
-class PlotlyMimeRenderer(MimetypeRenderer):
-    """Plotly's own mime type only: JupyterLab renders it, the book build turns it
-    into HTML (``lmkit._mystnb``), and no copy of plotly.js goes into the notebook."""
+class PlotlyJSONRenderer(MimetypeRenderer):
+    """A plotly.io renderer that emits plotly's own mime type (the figure as JSON) only:
+    JupyterLab renders it, the book build turns it into HTML (``lmkit._mystnb``'s
+    myst-nb plugin), and no copy of plotly.js goes into the notebook."""
 
     def to_mimebundle(self, fig_dict: dict) -> dict:
         return {"application/vnd.plotly.v1+json": go.Figure(fig_dict).to_plotly_json()}
 
 
-pio.renderers["lmkit"] = PlotlyMimeRenderer()
+pio.renderers["lmkit"] = PlotlyJSONRenderer()
 pio.renderers.default = "lmkit"
 pio.templates.default = "plotly_white"
 
@@ -172,14 +176,19 @@ def pca_2d(x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def attention_maps(model, ids: Sequence[int]) -> torch.Tensor:
     """Attention weights of every layer and head of a ``lmkit.transformer.GPT`` on one
-    sequence of token ids: (n_layers, n_heads, T, T), rows = queries."""
-    x = model.embed(torch.tensor([list(ids)]))
-    maps = []
-    for block in model.blocks:
-        _, weights = block.attn(block.norm1(x), causal=True, return_weights=True)
-        maps.append(weights[0])
-        x = block(x)
-    return torch.stack(maps)
+    sequence of token ids: (n_layers, n_heads, T, T), rows = queries.
+
+    Runs the model once with each attention layer keeping its weights
+    (``MultiHeadAttention.keep_weights``), so the maps are those of the model's own forward pass."""
+    layers = [block.attn for block in model.blocks]
+    for attn in layers:
+        attn.keep_weights = True
+    try:
+        model(torch.tensor([list(ids)]))
+        return torch.stack([attn.last_weights[0] for attn in layers])
+    finally:
+        for attn in layers:
+            attn.keep_weights, attn.last_weights = False, None
 
 
 def attention_figure(maps: torch.Tensor, tokens: Sequence[str], title: str = "") -> go.Figure:
@@ -197,8 +206,31 @@ def attention_figure(maps: torch.Tensor, tokens: Sequence[str], title: str = "")
          "args": [{"visible": [i == layer * H + h for i in range(L * H)]}]}
         for layer in range(L) for h in range(H)
     ]
+    # The title sits at the top of the figure and the menu on its own line below it,
+    # just above the plot, so the menu never covers the title.
     fig.update_layout(
-        title=title, updatemenus=[{"buttons": buttons, "x": 1.0, "xanchor": "right", "y": 1.15, "yanchor": "top"}],
-        yaxis={"autorange": "reversed", "title": "query (attends from)"}, xaxis={"title": "key (attends to)"}, height=650,
+        title={"text": title, "y": 0.98, "yanchor": "top"}, margin={"t": 110},
+        updatemenus=[{"buttons": buttons, "x": 1.0, "xanchor": "right", "y": 1.01, "yanchor": "bottom"}],
+        yaxis={"autorange": "reversed", "title": "query (attends from)"}, xaxis={"title": "key (attends to)"}, height=680,
+    )
+    return fig
+
+
+def text_slider(texts: Mapping[object, str], title: str, prefix: str) -> go.Figure:
+    """A figure that shows one of ``texts`` (in monospace) and a slider over their keys
+    that swaps the text shown: interactive in the static book, without a kernel."""
+    if not texts:
+        raise ValueError("give at least one text")
+    keys = list(texts)
+
+    def annotation(text: str) -> list[dict]:
+        return [{"text": html.escape(text, quote=False).replace("\n", "<br>"), "x": 0, "y": 1, "xref": "paper", "yref": "paper", "showarrow": False,
+                 "align": "left", "xanchor": "left", "yanchor": "top", "font": {"family": "monospace", "size": 13}}]
+
+    fig = go.Figure()
+    fig.update_layout(
+        title=title, height=520, xaxis={"visible": False}, yaxis={"visible": False}, annotations=annotation(texts[keys[0]]),
+        sliders=[{"currentvalue": {"prefix": prefix},
+                  "steps": [{"label": str(k), "method": "relayout", "args": [{"annotations": annotation(texts[k])}]} for k in keys]}],
     )
     return fig

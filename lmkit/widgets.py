@@ -1,5 +1,8 @@
 """Live explorers for JupyterLab (ipywidgets). They need a running kernel, so the
-static book shows the same views as plain HTML instead (see ``lmkit.viz``)."""
+static book shows the same views as plain HTML instead (see ``lmkit.viz``).
+
+Offered in chapter 1 (tokenizer explorer) and chapter 3 (attention explorer).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from typing import Mapping
 import ipywidgets as widgets
 
 from lmkit.tokenizers import Tokenizer
-from lmkit.viz import tokens_html
+from lmkit.viz import attention_maps, heatmap, tokens_html
 
 
 def tokenizer_explorer(tokenizers: Mapping[str, Tokenizer], text: str = "To be, or not to be: that is the question.") -> widgets.VBox:
@@ -41,10 +44,7 @@ def tokenizer_explorer(tokenizers: Mapping[str, Tokenizer], text: str = "To be, 
 def attention_explorer(model, tokenizer: Tokenizer, text: str = "ROMEO:\nWhat light through yonder window breaks?") -> widgets.VBox:
     """Type text and pick a layer and a head of a trained GPT (``lmkit.transformer.GPT``)
     to see which earlier tokens each token attends to."""
-    import plotly.graph_objects as go
     from IPython.display import display
-
-    from lmkit.viz import attention_maps
 
     box = widgets.Textarea(value=text, description="text", layout=widgets.Layout(width="100%", height="4em"))
     layer = widgets.IntSlider(value=0, min=0, max=model.config.n_layers - 1, description="layer")
@@ -64,9 +64,8 @@ def attention_explorer(model, tokenizer: Tokenizer, text: str = "ROMEO:\nWhat li
                 return
             maps = attention_maps(model, ids)  # (L, H, T, T)
             labels = [f"{t}:{tok}" for t, tok in enumerate(tokenizer.tokens(tokenizer.decode(ids)))]
-            fig = go.Figure(go.Heatmap(z=maps[layer.value, head.value].tolist(), x=labels, y=labels, colorscale="Blues"))
-            fig.update_layout(title=f"layer {layer.value}, head {head.value}: row = query, column = key",
-                              yaxis={"autorange": "reversed"}, height=600)
+            fig = heatmap(maps[layer.value, head.value], x=labels, y=labels, title=f"layer {layer.value}, head {head.value}: row = query, column = key")
+            fig.update_layout(height=600)
             display(fig)
 
     for w in (box, layer, head):

@@ -434,3 +434,49 @@ def test_mha_rejects_mask_that_does_not_broadcast_on_both_paths(return_weights):
     x = torch.randn(B, T, C)
     with pytest.raises(ValueError, match="broadcast"):
         mha(x, mask=torch.ones(T + 1, T + 1, dtype=torch.bool), return_weights=return_weights)
+
+
+# --- keep_weights, dropout, rope_base ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("rope", [False, True])
+def test_mha_keep_weights_stores_the_weights_and_keeps_the_outputs(rope):
+    torch.manual_seed(1)
+    mha = MultiHeadAttention(C, N_HEADS, rope=rope).eval()
+    x = torch.randn(B, T, C)
+    with torch.no_grad():
+        out = mha(x, causal=True)
+        assert mha.last_weights is None  # by default nothing is kept
+        expected_out, expected_weights = mha(x, causal=True, return_weights=True)
+        mha.keep_weights = True
+        kept_out = mha(x, causal=True)
+    close(kept_out, out, atol=MHA_ATOL)
+    close(kept_out, expected_out)
+    assert torch.equal(mha.last_weights, expected_weights)
+    assert mha.last_weights.shape == (B, N_HEADS, T, T)
+
+
+def test_mha_dropout_drops_output_elements_never_attention_weights():
+    torch.manual_seed(2)
+    p = 0.5
+    mha = MultiHeadAttention(C, N_HEADS, dropout=p)
+    x = torch.randn(B, T, C)
+    with torch.no_grad():
+        clean = mha.eval()(x, causal=True)
+        out, weights = mha.train()(x, causal=True, return_weights=True)
+    # The weights are those of eval mode: every row still sums to 1.
+    close(weights.sum(-1), torch.ones(B, N_HEADS, T))
+    close(weights, mha.eval()(x, causal=True, return_weights=True)[1])
+    # Each output element is either dropped or the clean one scaled by 1 / (1 - p).
+    dropped = out == 0
+    assert dropped.any() and (~dropped).any()
+    close(out[~dropped], clean[~dropped] / (1 - p), atol=MHA_ATOL)
+
+
+def test_mha_rope_base_sets_the_rotation_frequencies():
+    base = 500.0
+    mha = MultiHeadAttention(C, N_HEADS, rope=True, rope_base=base)
+    hd = C // N_HEADS
+    close(mha.rope.freq, torch.tensor([base ** (-2 * i / hd) for i in range(hd // 2)]))
+    default = MultiHeadAttention(C, N_HEADS, rope=True)
+    close(default.rope.freq, torch.tensor([10000.0 ** (-2 * i / hd) for i in range(hd // 2)]))

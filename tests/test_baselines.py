@@ -1,4 +1,4 @@
-"""Tests for lmkit.baselines: the bag-of-words lexicon scorer of chapter 0.
+"""Tests for lmkit.baselines: the bag-of-words lexicon scorer and the counting bigram model of chapter 0.
 
 Small cases are computed by hand; the end-to-end check pins the accuracy the
 chapter reports to a plausible band, so a silent change in tokenization, the
@@ -7,9 +7,12 @@ lexicon or the split shows up here.
 
 from __future__ import annotations
 
-import pytest
+import math
 
-from lmkit.baselines import accuracy, bow_tokenize, lexicon_predict, lexicon_score, sentiment_split
+import pytest
+import torch
+
+from lmkit.baselines import BigramLM, accuracy, bow_tokenize, lexicon_predict, lexicon_score, sentiment_split
 from lmkit.data import load_lexicon, load_sentiment
 
 POS = {"good", "great", "well-made"}
@@ -176,3 +179,50 @@ def test_lexicon_accuracy_on_all_sentences_is_in_band_and_deterministic():
     # Clearly better than chance, clearly worse than a learned model.
     assert 0.65 <= first <= 0.80
     assert run() == first
+
+
+# --- BigramLM -----------------------------------------------------------------------------
+
+
+def test_bigram_probabilities_by_hand():
+    # pairs of 0 1 0 1 0: (0, 1) twice, (1, 0) twice; plus one for every pair
+    model = BigramLM(3).fit(torch.tensor([0, 1, 0, 1, 0]))
+    expected = torch.tensor([[1, 3, 1], [3, 1, 1], [1, 1, 1]], dtype=torch.float)
+    torch.testing.assert_close(model.probs, expected / expected.sum(dim=1, keepdim=True))
+
+
+def test_bigram_bits_by_hand():
+    model = BigramLM(3).fit(torch.tensor([0, 1, 0, 1, 0]))
+    # 0 -> 1 has probability 3/5, 1 -> 2 has 1/5
+    assert model.bits(torch.tensor([0, 1, 2])) == pytest.approx(-(math.log2(3 / 5) + math.log2(1 / 5)) / 2)
+
+
+def test_bigram_before_fitting_is_uniform():
+    assert BigramLM(4).bits(torch.tensor([0, 3, 2, 1])) == pytest.approx(2.0)
+
+
+def test_bigram_sample_draws_from_the_row_of_the_previous_id():
+    model = BigramLM(3).fit(torch.tensor([0, 1, 0, 1, 0]))
+    drawn = model.sample(first=2, n=6, generator=torch.Generator().manual_seed(5))
+    g, current, expected = torch.Generator().manual_seed(5), 2, []
+    for _ in range(6):
+        current = int(torch.multinomial(model.probs[current], 1, generator=g))
+        expected.append(current)
+    assert drawn == expected
+    # a strong pattern is followed most of the time
+    model = BigramLM(2).fit(torch.tensor([0, 1] * 500))
+    ids = model.sample(first=0, n=200, generator=torch.Generator().manual_seed(0))
+    assert sum(a != b for a, b in zip([0] + ids, ids)) > 190
+
+
+@pytest.mark.parametrize("ids", [torch.tensor([1]), torch.tensor([[0, 1]]), torch.tensor([0, 3]), torch.tensor([0.0, 1.0])])
+def test_bigram_rejects_bad_streams(ids):
+    with pytest.raises(ValueError):
+        BigramLM(3).fit(ids)
+
+
+def test_bigram_rejects_bad_sizes_and_first_ids():
+    with pytest.raises(ValueError, match="vocab_size"):
+        BigramLM(0)
+    with pytest.raises(ValueError, match="first"):
+        BigramLM(3).sample(first=3, n=1)

@@ -10,6 +10,7 @@ behaviour: changing later tokens must not change earlier outputs.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import ipywidgets as widgets
@@ -128,6 +129,43 @@ def test_config_presets():
     # keyword arguments pass through and override the preset
     m2 = GPTConfig.modern(d_model=64, bias=True)
     assert m2.d_model == 64 and m2.bias and m2.norm == "rmsnorm"
+
+
+def test_config_norm_eps_and_rope_base_defaults_are_the_modules_own():
+    assert GPTConfig.gpt2().norm_eps == 1e-5 and GPTConfig.modern().norm_eps == 1e-6
+    assert GPTConfig().rope_base == 10000.0
+
+
+@pytest.mark.parametrize("preset", ["gpt2", "modern"])
+def test_config_norm_eps_and_rope_base_reach_the_modules(preset):
+    config = getattr(GPTConfig, preset)(d_model=D, n_heads=2, n_layers=2, norm_eps=1e-3, rope_base=100.0, positions="rope")
+    model = GPT(config)
+    norms = [m for m in model.modules() if isinstance(m, (LayerNorm, RMSNorm))]
+    assert len(norms) == 2 * 2 + 1 and all(m.eps == 1e-3 for m in norms)
+    hd = D // 2
+    for block in model.blocks:
+        close(block.attn.rope.freq, torch.tensor([100.0 ** (-2 * i / hd) for i in range(hd // 2)]))
+
+
+@pytest.mark.parametrize("preset", ["gpt2", "modern"])
+def test_config_saved_before_norm_eps_and_rope_base_loads_to_the_same_model(preset):
+    config = getattr(GPTConfig, preset)(vocab_size=11, context=8, d_model=D, n_layers=2, n_heads=2)
+    old = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("norm_eps", "rope_base")}
+    loaded = GPTConfig(**old)
+    assert loaded == config
+    model = GPT(config).eval()
+    again = GPT(loaded).eval()
+    again.load_state_dict(model.state_dict())
+    ids = random_ids()
+    with torch.no_grad():
+        assert torch.equal(again(ids)[0], model(ids)[0])
+
+
+@pytest.mark.parametrize("name", ["norm_eps", "rope_base"])
+@pytest.mark.parametrize("value", [0.0, -1.0])
+def test_config_rejects_non_positive_eps_and_base(name, value):
+    with pytest.raises(ValueError, match="norm_eps and rope_base must be positive"):
+        GPTConfig(**{name: value})
 
 
 @pytest.mark.parametrize("d", [32, 64, 96, 128, 256, 384])
@@ -342,6 +380,17 @@ def test_attention_maps_shape_rows_and_hand_computation(positions):
         close(model.head(model.norm(x)), model(torch.tensor([ids]))[0], MODEL_ATOL)
 
 
+def test_attention_maps_leaves_the_model_as_it_was():
+    model = tiny_gpt()
+    ids = random_ids(1)
+    with torch.no_grad():
+        before = model(ids)[0]
+    attention_maps(model, [3, 1, 4])
+    assert all(not block.attn.keep_weights and block.attn.last_weights is None for block in model.blocks)
+    with torch.no_grad():
+        assert torch.equal(model(ids)[0], before)
+
+
 def test_attention_maps_layer_0_fully_by_hand():
     # Layer 0 from the raw parameters: project, split heads, softmax(q k^T / sqrt(hd)) over the past.
     model = tiny_gpt()
@@ -379,6 +428,10 @@ def test_attention_figure_one_trace_per_head_with_dropdown():
         layer, head = (int(w.strip(",")) for w in button.label.split()[1::2])
         close(torch.tensor(fig.data[i].z), maps[layer, head])
     assert len(fig.data[0].x) == len(ids) and len(fig.data[0].y) == len(ids)
+    # the menu sits between the plot (top at paper y = 1) and the title, so it cannot cover the title
+    menu = fig.layout.updatemenus[0]
+    assert menu.yanchor == "bottom" and menu.y >= 1.0
+    assert fig.layout.title.yanchor == "top" and fig.layout.margin.t >= 100
 
 
 # --- widgets.attention_explorer ---------------------------------------------------------------

@@ -22,7 +22,7 @@ from docutils import nodes
 import lmkit.viz  # noqa: F401  (registers the "lmkit" renderer)
 from lmkit._mystnb import PLOTLY_MIME, PlotlyMimeRenderer
 from lmkit.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
-from lmkit.viz import bpe_steps_figure, compare_tokenizers_html, embedding_scatter, heatmap, pca_2d, tokens_html
+from lmkit.viz import PlotlyJSONRenderer, bpe_steps_figure, compare_tokenizers_html, embedding_scatter, heatmap, pca_2d, text_slider, tokens_html
 from lmkit.widgets import tokenizer_explorer
 
 TEXT = "To be, or not to be: that is the question. Whether 'tis nobler in the mind to suffer\n" * 3
@@ -45,7 +45,7 @@ def visible_text(token_text: str) -> str:
 
 def test_importing_viz_makes_lmkit_the_default_renderer():
     assert pio.renderers.default == "lmkit"
-    assert "lmkit" in pio.renderers
+    assert isinstance(pio.renderers["lmkit"], PlotlyJSONRenderer)
 
 
 def test_renderer_emits_only_the_plotly_mime_type_and_round_trips():
@@ -331,3 +331,25 @@ def test_tokenizer_explorer_shows_error_for_unseen_character(tokenizers):
 def test_tokenizer_explorer_needs_a_tokenizer():
     with pytest.raises(ValueError):
         tokenizer_explorer({})
+
+
+# --- text_slider ----------------------------------------------------------------------------
+
+
+def test_text_slider_one_step_per_text_showing_that_text():
+    texts = {0: "ROMEO:\nnoise", 500: "JULIET:\nA & B <b>", 2000: "plain"}
+    fig = text_slider(texts, "Samples", "step: ")
+    assert fig.layout.title.text == "Samples"
+    slider = fig.layout.sliders[0]
+    assert slider.currentvalue.prefix == "step: "
+    assert [step.label for step in slider.steps] == ["0", "500", "2000"]
+    shown = [step.args[0]["annotations"][0]["text"] for step in slider.steps]
+    # line breaks become <br>; text that looks like markup is escaped, so it is shown as written
+    assert shown == ["ROMEO:<br>noise", "JULIET:<br>A &amp; B &lt;b&gt;", "plain"]
+    assert fig.layout.annotations[0].text == shown[0]  # the first text is shown before the slider moves
+    assert fig.layout.annotations[0].font.family == "monospace"
+
+
+def test_text_slider_needs_a_text():
+    with pytest.raises(ValueError, match="at least one text"):
+        text_slider({}, "empty", "")
