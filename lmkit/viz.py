@@ -206,10 +206,10 @@ def attention_figure(maps: torch.Tensor, tokens: Sequence[str], title: str = "")
          "args": [{"visible": [i == layer * H + h for i in range(L * H)]}]}
         for layer in range(L) for h in range(H)
     ]
-    # The title sits at the top of the figure and the menu on its own line below it,
-    # just above the plot, so the menu never covers the title.
+    # A tall top margin holds the title (in its middle, below the mode bar) and, on its
+    # own line at the bottom of the margin, just above the plot, the menu: it never covers the title.
     fig.update_layout(
-        title={"text": title, "y": 0.98, "yanchor": "top"}, margin={"t": 110},
+        title=title, margin={"t": 130},
         updatemenus=[{"buttons": buttons, "x": 1.0, "xanchor": "right", "y": 1.01, "yanchor": "bottom"}],
         yaxis={"autorange": "reversed", "title": "query (attends from)"}, xaxis={"title": "key (attends to)"}, height=680,
     )

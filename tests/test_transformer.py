@@ -428,10 +428,11 @@ def test_attention_figure_one_trace_per_head_with_dropdown():
         layer, head = (int(w.strip(",")) for w in button.label.split()[1::2])
         close(torch.tensor(fig.data[i].z), maps[layer, head])
     assert len(fig.data[0].x) == len(ids) and len(fig.data[0].y) == len(ids)
-    # the menu sits between the plot (top at paper y = 1) and the title, so it cannot cover the title
+    # the menu stands on the top of the plot (paper y = 1), at the bottom of a top margin
+    # tall enough to hold the title above it, so it cannot cover the title
     menu = fig.layout.updatemenus[0]
-    assert menu.yanchor == "bottom" and menu.y >= 1.0
-    assert fig.layout.title.yanchor == "top" and fig.layout.margin.t >= 100
+    assert menu.yanchor == "bottom" and 1.0 <= menu.y < 1.05
+    assert fig.layout.margin.t >= 120 and fig.layout.title.y is None
 
 
 # --- widgets.attention_explorer ---------------------------------------------------------------
