@@ -1,15 +1,15 @@
 """Tests for lmkit.tokenizers: characters, words and byte-level BPE.
 
-The BPE trainer and encoder in lmkit are optimised (incremental pair counts, a
-heap per chunk); here they are checked against a deliberately naive reference
-that recounts every pair after every merge.
+The fast BPE (incremental pair counts, a heap per chunk) is checked against the
+readable textbook one of lmkit.tokenizers.bpe, which recounts every pair after
+every merge; the GPT-2 files against HuggingFace's ``tokenizers`` library.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import warnings
-from collections import Counter
 
 import pytest
 import regex
@@ -24,10 +24,15 @@ from lmkit.tokenizers import (
     BPETokenizer,
     CharTokenizer,
     WordTokenizer,
-    get_pair_counts,
-    merge,
-    naive_bpe_train,
+    bpe_decode,
+    bpe_encode,
+    bpe_train,
+    load_gpt2,
+    merge_pair,
+    pair_counts,
+    save_gpt2,
 )
+from lmkit.tokenizers.gpt2 import bytes_to_unicode
 
 EOT = "<|endoftext|>"
 PAD = "<|pad|>"
@@ -52,39 +57,22 @@ def sample(corpus) -> str:
     return corpus[:4000]
 
 
-# --- naive reference implementation ----------------------------------------------------
-
-
-def reference_encode(text: str, merges: dict[tuple[int, int], int], pattern: str | None) -> list[int]:
-    """Encode by repeatedly applying the earliest-learned merge present in the chunk."""
-    pieces = regex.findall(pattern, text) if pattern is not None else [text]
-    out: list[int] = []
-    for piece in pieces:
-        ids = list(piece.encode("utf-8"))
-        while len(ids) >= 2:
-            candidates = [p for p in zip(ids, ids[1:]) if p in merges]
-            if not candidates:
-                break
-            pair = min(candidates, key=merges.__getitem__)
-            ids = merge(ids, pair, merges[pair])
-        out.extend(ids)
-    return out
-
-
 # --- building blocks ------------------------------------------------------------------
 
 
-def test_get_pair_counts_counts_adjacent_pairs():
-    assert get_pair_counts([1, 2, 1, 2]) == {(1, 2): 2, (2, 1): 1}
-    assert get_pair_counts([7]) == {}
+def test_pair_counts_counts_adjacent_pairs():
+    assert pair_counts([1, 2, 1, 2]) == {(1, 2): 2, (2, 1): 1}
+    assert pair_counts([7]) == {}
 
 
-def test_merge_replaces_non_overlapping_occurrences_left_to_right():
-    assert merge([1, 2, 3, 1, 2], (1, 2), 9) == [9, 3, 9]
+def test_merge_pair_replaces_non_overlapping_occurrences_left_to_right():
+    ids = [1, 2, 3, 1, 2]
+    assert merge_pair(ids, (1, 2), 9) == [9, 3, 9]
+    assert ids == [1, 2, 3, 1, 2]  # a new list: the input is left alone
     # Overlap: in "aaaa" the pair (a, a) occurs 3 times but only 2 can merge.
-    assert merge([5, 5, 5, 5], (5, 5), 9) == [9, 9]
-    assert merge([5, 5, 5], (5, 5), 9) == [9, 5]
-    assert merge([], (1, 2), 9) == []
+    assert merge_pair([5, 5, 5, 5], (5, 5), 9) == [9, 9]
+    assert merge_pair([5, 5, 5], (5, 5), 9) == [9, 5]
+    assert merge_pair([], (1, 2), 9) == []
 
 
 # --- BPE: hand-computed case ----------------------------------------------------------
@@ -110,6 +98,44 @@ CLASSIC_MERGES = {
     (258, 260): 261,
     (261, 259): 262,
 }
+
+
+# --- the readable BPE: the exercise's examples, by hand ------------------------------------
+
+
+def test_bpe_train_encode_decode_on_the_classic_example():
+    merges = bpe_train(CLASSIC, 259)
+    assert merges == {(97, 97): 256, (97, 98): 257, (256, 257): 258}
+    assert bpe_encode(CLASSIC, merges) == [258, 100, 258, 97, 99]
+    assert bpe_decode([258, 100, 258, 97, 99], merges) == CLASSIC
+    assert bpe_train(CLASSIC, 300) == CLASSIC_MERGES  # stops when no pair is left
+
+
+def test_bpe_decode_joins_bytes_before_decoding():
+    assert bpe_decode(list("é".encode("utf-8")), {}) == "é"  # one character cut over two tokens
+    assert bpe_decode([0xC3], {}) == "\ufffd"
+
+
+@pytest.mark.parametrize("bad", [("abc", 255), ("", 300)])
+def test_bpe_train_rejects_bad_input(bad):
+    with pytest.raises(ValueError):
+        bpe_train(*bad)
+
+
+def test_bpe_decode_names_an_unknown_id():
+    with pytest.raises(ValueError, match="token id 300 at position 1"):
+        bpe_decode([97, 300], {(97, 97): 256})
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=st.text(max_size=40), n_merges=st.integers(0, 20), pattern_name=st.sampled_from(list(PATTERNS)))
+def test_bpe_decode_inverts_bpe_encode(text, n_merges, pattern_name):
+    pattern = PATTERNS[pattern_name]
+    merges = bpe_train(UNICODE_TEXT, 256 + n_merges, pattern)
+    assert bpe_decode(bpe_encode(text, merges, pattern), merges) == text
+
+
+# --- the fast BPE on the same example ---------------------------------------------------
 
 
 def test_bpe_classic_example_by_hand():
@@ -145,24 +171,24 @@ def test_bpe_overlapping_pairs():
     assert tok.encode("aaa") == [256, 97]
 
 
-# --- BPE: agreement with the naive reference ---------------------------------------------
+# --- BPE: the fast one agrees with the readable one -------------------------------------
 
 
 @pytest.mark.parametrize("pattern_name", list(PATTERNS))
 @pytest.mark.parametrize("text_name", ["corpus", "unicode"])
-def test_bpe_matches_naive_reference(pattern_name, text_name, sample, corpus):
+def test_fast_bpe_matches_readable_bpe(pattern_name, text_name, sample, corpus):
     pattern = PATTERNS[pattern_name]
     if text_name == "corpus":
         train_text, n_merges, other = sample, 120, corpus[4000:6000]
     else:
         # Few distinct pairs: a 60-merge run reaches the many ties among rare pairs.
         train_text, n_merges, other = UNICODE_TEXT, 60, "Ünïcödé café 🙂🎉 日本語 naïve Zürich 42!"
-    expected = naive_bpe_train(train_text, 256 + n_merges, pattern)
-    assert len(expected) == n_merges, "reference ran out of pairs: pick a smaller n_merges"
+    expected = bpe_train(train_text, 256 + n_merges, pattern)
+    assert len(expected) == n_merges, "bpe_train ran out of pairs: pick a smaller n_merges"
     tok = BPETokenizer(pattern).train(train_text, vocab_size=256 + n_merges)
     assert list(tok.merges.items()) == list(expected.items())
     for text in (train_text, other):
-        assert tok.encode(text) == reference_encode(text, expected, pattern)
+        assert tok.encode(text) == bpe_encode(text, expected, pattern)
 
 
 @settings(max_examples=200, deadline=None)
@@ -171,16 +197,16 @@ def test_bpe_matches_naive_reference(pattern_name, text_name, sample, corpus):
     n_merges=st.integers(0, 30),
     pattern_name=st.sampled_from(list(PATTERNS)),
 )
-def test_bpe_matches_naive_reference_on_random_small_texts(text, n_merges, pattern_name):
+def test_fast_bpe_matches_readable_bpe_on_random_small_texts(text, n_merges, pattern_name):
     # A tiny alphabet gives many overlapping runs ("aaa", "abab") and ties,
     # the cases where incremental pair counting is easiest to get wrong.
     pattern = PATTERNS[pattern_name]
-    expected = naive_bpe_train(text, 256 + n_merges, pattern)
+    expected = bpe_train(text, 256 + n_merges, pattern)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # short texts often run out of pairs
         tok = BPETokenizer(pattern).train(text, vocab_size=256 + n_merges)
     assert list(tok.merges.items()) == list(expected.items())
-    assert tok.encode(text) == reference_encode(text, expected, pattern)
+    assert tok.encode(text) == bpe_encode(text, expected, pattern)
 
 
 def test_bpe_pattern_stops_merges_at_chunk_boundaries():
@@ -200,11 +226,12 @@ def test_bpe_pattern_stops_merges_at_chunk_boundaries():
 
 @pytest.fixture(scope="module")
 def trained(sample) -> dict[str, BPETokenizer]:
-    """Small tokenizers trained with and without pre-split, one with special tokens."""
+    """Small tokenizers trained with and without pre-split, two with special tokens."""
     text = sample + UNICODE_TEXT
     return {
         "none": BPETokenizer(None).train(text, vocab_size=256 + 100),
         "gpt2": BPETokenizer(GPT2_SPLIT_PATTERN).train(text, vocab_size=256 + 100),
+        "gpt2+special": BPETokenizer(GPT2_SPLIT_PATTERN).train((text + EOT) * 2, vocab_size=256 + 101, special_tokens=[EOT]),
         "gpt4+special": BPETokenizer(GPT4_SPLIT_PATTERN).train(
             (text + EOT) * 2, vocab_size=256 + 102, special_tokens=[EOT, PAD]
         ),
@@ -325,6 +352,89 @@ def test_training_does_not_merge_inside_a_special_that_extends_another():
 def test_duplicate_special_tokens_are_kept_once():
     tok = BPETokenizer().train("abcabc", vocab_size=260, special_tokens=[EOT, EOT])
     assert list(tok.special_tokens) == [EOT]
+
+
+# --- BPE: encode_iterable ------------------------------------------------------------------
+
+# Pieces that stress the seams between lines: whitespace runs and blank lines (a chunk
+# may span lines), contractions, digits, and special tokens whole or cut in two.
+seams = st.sampled_from(["\n", "\n\n", " ", "  ", "\r\n", "'ll", "'s", "'", "!", "123", "4", EOT, PAD, "<|", "|>", "<|endof", "text|>"])
+streams = st.lists(st.one_of(st.text(alphabet="ab é\n'1!日", max_size=10), st.text(max_size=6), seams), max_size=20)
+
+
+@pytest.mark.parametrize("name", ["none", "gpt2", "gpt2+special", "gpt4+special"])
+@settings(max_examples=200, deadline=None)
+@given(pieces=streams)
+def test_encode_iterable_gives_the_ids_of_the_joined_text(trained, name, pieces):
+    tok = trained[name]
+    text = "".join(pieces)
+    assert list(tok.encode_iterable(pieces)) == tok.encode(text)  # cut anywhere, even inside a special token
+    assert list(tok.encode_iterable(text.splitlines(keepends=True))) == tok.encode(text)  # cut at line ends
+    assert list(tok.encode_iterable(pieces, allow_special=False)) == tok.encode(text, allow_special=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(pieces=st.lists(st.sampled_from(["<a>", "<a><b>", "<b>", "<a", "><", "b>", "<", ">", "a", "b", " ", "\n"]), max_size=20))
+def test_encode_iterable_waits_for_the_longest_special_token(pieces):
+    # "<a>" is a prefix of "<a><b>", which contains "<b>": a special token found near the
+    # end of what was read so far may still be the start of a longer one.
+    tok = BPETokenizer(GPT2_SPLIT_PATTERN).train("a b <a><b> ab\n" * 5, vocab_size=256 + 6, special_tokens=["<a>", "<a><b>", "<b>"])
+    assert list(tok.encode_iterable(pieces)) == tok.encode("".join(pieces))
+
+
+def test_encode_iterable_keeps_a_chunk_that_spans_lines_whole():
+    tok = BPETokenizer(GPT2_SPLIT_PATTERN).train("to be\n\nor not\n\n" * 20, vocab_size=256 + 8)
+    # Under GPT-2's pattern "\n\n" is one chunk here, but two after a cut between the lines.
+    assert tok.encode("a\n\n") != tok.encode("a\n") + tok.encode("\n"), "the tokenizer should have merged '\\n\\n'"
+    assert list(tok.encode_iterable(["a\n", "\n"])) == tok.encode("a\n\n")
+    assert list(tok.encode_iterable(["to be", " or", " not"])) == tok.encode("to be or not")
+
+
+def test_encode_iterable_reads_a_file_lazily_in_bounded_memory(trained, corpus, tmp_path):
+    """The text held back (read but not yet encoded) never exceeds the line being read
+    plus one chunk and the length of a special token, over 2 MB read from a file."""
+    tok = trained["gpt2+special"]
+    path = tmp_path / "corpus.txt"
+    path.write_text((corpus + EOT) * 2, encoding="utf-8")
+    read = emitted = held = 0
+    longest_line = 0
+
+    def lines():
+        nonlocal read, longest_line
+        with open(path, encoding="utf-8", newline="") as f:
+            for line in f:
+                read += len(line.encode("utf-8"))
+                longest_line = max(longest_line, len(line.encode("utf-8")))
+                yield line
+
+    for i in tok.encode_iterable(lines()):
+        emitted += len(tok.token_bytes(i))
+        held = max(held, read - emitted)
+    assert emitted == read == path.stat().st_size
+    longest_chunk = max(len(c.encode("utf-8")) for c in regex.findall(GPT2_SPLIT_PATTERN, corpus))
+    assert held <= longest_line + longest_chunk + len(EOT), (held, longest_line, longest_chunk)
+
+
+@settings(max_examples=100, deadline=None)
+@given(pieces=streams)
+def test_encode_iterable_with_another_pattern_is_exact_too(pieces):
+    # A word with the spaces after it: a chunk does not end where a word does, so the
+    # cut points that suit GPT-2's and GPT-4's patterns must not be used here.
+    tok = BPETokenizer(r"\S+\s*").train("to be or not to be " * 10, vocab_size=256 + 8)
+    assert list(tok.encode_iterable(pieces)) == tok.encode("".join(pieces))
+
+
+def test_encode_iterable_without_pattern_holds_the_text_until_a_special_token(trained):
+    # No pre-split: the whole text between special tokens is one chunk, so nothing
+    # can be encoded before that text ends.
+    tok = trained["none"]
+    stream = tok.encode_iterable(iter(["ab", "ab", "ab"]))
+    assert list(stream) == tok.encode("ababab")
+
+
+def test_encode_iterable_rejects_bytes_lines(trained):
+    with pytest.raises(TypeError, match="line 1 is a bytes"):
+        list(trained["gpt2"].encode_iterable(["ok", b"bytes"]))  # type: ignore[list-item]
 
 
 # --- BPE: prefix, save/load, errors -------------------------------------------------------
