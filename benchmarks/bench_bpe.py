@@ -24,7 +24,7 @@ from typing import Callable, TypeVar
 
 
 from lmkit.data import load_shakespeare
-from lmkit.tokenizers import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, BPETokenizer, naive_bpe_train
+from lmkit.tokenizers import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, BPETokenizer, bpe_train
 
 PATTERNS: dict[str, str | None] = {"none": None, "gpt2": GPT2_SPLIT_PATTERN, "gpt4": GPT4_SPLIT_PATTERN}
 
@@ -70,7 +70,7 @@ def bench_naive(corpus: str, n_chars: int, vocab_size: int, repeats: int) -> Non
     print(header)
     print("-" * len(header))
     for name, pattern in PATTERNS.items():
-        naive_s, expected = best_of(repeats, lambda: naive_bpe_train(text, vocab_size, pattern))
+        naive_s, expected = best_of(repeats, lambda: bpe_train(text, vocab_size, pattern))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a short slice may run out of pairs
             lmkit_s, tok = best_of(repeats, lambda: BPETokenizer(pattern).train(text, vocab_size))
