@@ -56,8 +56,8 @@ def bpe_train(text: str, vocab_size: int, pattern: str | None = None) -> dict[Pa
     merges: dict[Pair, int] = {}
     for new_id in range(256, vocab_size):
         counts: Counter[Pair] = Counter()
-        for chunk in chunks:
-            counts.update(pair_counts(chunk))
+        for chunk in chunks:  # pairs within each chunk, never across two
+            counts.update(zip(chunk, chunk[1:]))
         if not counts:
             break
         pair = min(counts, key=lambda p: (-counts[p], p))
