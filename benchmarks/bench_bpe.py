@@ -24,7 +24,6 @@ import time
 import warnings
 from typing import Callable, TypeVar
 
-
 from lmkit.data import load_shakespeare
 from lmkit.tokenizers import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, BPETokenizer, bpe_train
 
