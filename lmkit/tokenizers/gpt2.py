@@ -81,6 +81,7 @@ def _read_merges(path: Path, vocab: dict[str, int], byte_ids: list[int]) -> dict
         raise ValueError(f"{path} does not start with a '#version' line: it is not a GPT-2 merges file")
     made = set(byte_ids)  # the tokens that exist so far: bytes, then each merge's result
     merges: dict[Pair, int] = {}
+    last = -1
     for n, line in enumerate(lines[1:], start=2):
         if not line:
             continue
@@ -96,13 +97,14 @@ def _read_merges(path: Path, vocab: dict[str, int], byte_ids: list[int]) -> dict
         if a + b not in vocab:
             raise ValueError(f"{path}, line {n}: the merged token {a + b!r} is not in vocab.json")
         new_id = vocab[a + b]
-        if merges and new_id <= max(merges.values()):
+        if new_id <= last:
             raise ValueError(
                 f"{path}, line {n}: the merged token {a + b!r} has id {new_id}, below an earlier merge's; "
                 "lmkit needs merged ids that increase line by line (it applies merges by id)"
             )
         merges[(vocab[a], vocab[b])] = new_id
         made.add(new_id)
+        last = new_id
     return merges
 
 
