@@ -2,13 +2,15 @@
 
 For each pre-split pattern (none, GPT-2, GPT-4) it trains a tokenizer to
 ``--vocab-size`` tokens on the whole corpus, encodes the whole corpus, and
-reports the train and encode times (best of ``--repeats`` runs), the number of
-tokens, the compression (characters per token) and whether
-``decode(encode(corpus)) == corpus``.
+reports the train and encode times (best of ``--repeats`` runs), the time of
+``encode_iterable`` over the corpus's lines, the number of tokens, the
+compression (characters per token) and whether ``decode(encode(corpus)) == corpus``
+and ``encode_iterable`` gave the same ids as ``encode``.
 
-With ``--naive`` it also times a textbook trainer (recount every pair after
-every merge) against lmkit's incremental one on a slice of the corpus, and
-checks that both learn the same merges.
+With ``--naive`` it also times the readable textbook trainer,
+``lmkit.tokenizers.bpe_train`` (recount every pair after every merge), against
+``BPETokenizer.train`` on a slice of the corpus, and checks that both learn the
+same merges.
 
 Run from the repository root:
 
@@ -22,9 +24,8 @@ import time
 import warnings
 from typing import Callable, TypeVar
 
-
 from lmkit.data import load_shakespeare
-from lmkit.tokenizers import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, BPETokenizer, naive_bpe_train
+from lmkit.tokenizers import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, BPETokenizer, bpe_train
 
 PATTERNS: dict[str, str | None] = {"none": None, "gpt2": GPT2_SPLIT_PATTERN, "gpt4": GPT4_SPLIT_PATTERN}
 
@@ -47,9 +48,10 @@ def best_of(repeats: int, fn: Callable[[], T]) -> tuple[float, T]:
 
 def bench_full(corpus: str, vocab_size: int, repeats: int) -> None:
     print(f"corpus: {len(corpus):,} characters; vocab_size={vocab_size}; best of {repeats} run(s)")
-    header = f"{'pattern':<8} {'train s':>9} {'encode s':>9} {'tokens':>10} {'chars/token':>12} {'round trip':>11}"
+    header = f"{'pattern':<8} {'train s':>9} {'encode s':>9} {'stream s':>9} {'tokens':>10} {'chars/token':>12} {'round trip':>11}"
     print(header)
     print("-" * len(header))
+    lines = corpus.splitlines(keepends=True)
     for name, pattern in PATTERNS.items():
         train_s, tok = best_of(repeats, lambda: BPETokenizer(pattern).train(corpus, vocab_size))
 
@@ -57,20 +59,25 @@ def bench_full(corpus: str, vocab_size: int, repeats: int) -> None:
             tok._build()  # drop the chunk cache, so every repeat encodes from scratch
             return tok.encode(corpus)
 
+        def stream() -> list[int]:
+            tok._build()
+            return list(tok.encode_iterable(lines))
+
         encode_s, ids = best_of(repeats, encode)
-        ok = tok.decode(ids) == corpus
-        print(f"{name:<8} {train_s:>9.2f} {encode_s:>9.2f} {len(ids):>10,} {len(corpus) / len(ids):>12.2f} {str(ok):>11}")
+        stream_s, streamed = best_of(repeats, stream)
+        ok = tok.decode(ids) == corpus and streamed == ids
+        print(f"{name:<8} {train_s:>9.2f} {encode_s:>9.2f} {stream_s:>9.2f} {len(ids):>10,} {len(corpus) / len(ids):>12.2f} {str(ok):>11}")
 
 
 def bench_naive(corpus: str, n_chars: int, vocab_size: int, repeats: int) -> None:
     text = corpus[:n_chars]
     print()
-    print(f"naive vs lmkit trainer on the first {len(text):,} characters, vocab_size={vocab_size}")
+    print(f"bpe_train (recounts) vs BPETokenizer.train on the first {len(text):,} characters, vocab_size={vocab_size}")
     header = f"{'pattern':<8} {'naive s':>9} {'lmkit s':>9} {'speed-up':>9} {'same merges':>12}"
     print(header)
     print("-" * len(header))
     for name, pattern in PATTERNS.items():
-        naive_s, expected = best_of(repeats, lambda: naive_bpe_train(text, vocab_size, pattern))
+        naive_s, expected = best_of(repeats, lambda: bpe_train(text, vocab_size, pattern))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a short slice may run out of pairs
             lmkit_s, tok = best_of(repeats, lambda: BPETokenizer(pattern).train(text, vocab_size))
@@ -82,7 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=1, help="runs per measurement; the best is reported (default 1)")
     parser.add_argument("--vocab-size", type=int, default=1024, help="vocabulary size to train to (default 1024)")
-    parser.add_argument("--naive", action="store_true", help="also time the naive recount-every-merge trainer")
+    parser.add_argument("--naive", action="store_true", help="also time the readable recount-every-merge trainer, bpe_train")
     parser.add_argument("--naive-chars", type=int, default=50_000, help="corpus slice for --naive (default 50000)")
     parser.add_argument(
         "--naive-vocab-size", type=int, default=512, help="vocabulary size for --naive (default 512)"

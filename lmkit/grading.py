@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import importlib
 import random
+import sys
+import types
 from typing import Any, Callable, Iterator, Mapping, MutableMapping
 
 import numpy as np
@@ -202,14 +204,34 @@ def _resolve(target: str) -> tuple[Any, str]:
     raise ValueError(f"cannot resolve {target!r}")
 
 
+def _lmkit_bindings(objects: dict[int, Any]) -> list[tuple[Any, str, Any]]:
+    """(module, name, object) for every attribute of a loaded lmkit module bound to one of
+    ``objects`` (keyed by ``id``). A function that a package re-exports
+    (``lmkit.tokenizers.merge_pair``) is also bound in the module that defines it
+    (``lmkit.tokenizers.bpe.merge_pair``), and graded code could call it there.
+    Python binds every imported submodule to its package, so a walk from lmkit finds
+    them all (faster than going through the thousands of entries of ``sys.modules``)."""
+    found, seen, todo = [], {"lmkit"}, [sys.modules["lmkit"]]
+    while todo:
+        module = todo.pop()
+        for name, value in list(vars(module).items()):
+            if id(value) in objects:
+                found.append((module, name, value))
+            elif isinstance(value, types.ModuleType) and value.__name__.startswith("lmkit.") and value.__name__ not in seen:
+                seen.add(value.__name__)
+                todo.append(value)
+    return found
+
+
 @contextlib.contextmanager
 def block_reference(*targets: str, namespace: MutableMapping[str, Any] | None = None) -> Iterator[None]:
     """Make the named functions raise ``ReferenceUsedError`` inside the block.
 
-    ``targets`` are dotted paths such as ``"lmkit.tokenizers.merge"`` or
-    ``"torch.nn.functional.one_hot"``. Names in ``namespace`` (pass
-    ``globals()`` in a notebook) bound to the same objects are blocked too, so
-    ``from lmkit.tokenizers import merge`` cannot sidestep the block.
+    ``targets`` are dotted paths such as ``"lmkit.tokenizers.merge_pair"`` or
+    ``"torch.nn.functional.one_hot"``. Every attribute of an lmkit module bound
+    to the same object is blocked too (``lmkit.tokenizers.bpe.merge_pair``, where
+    the function is defined), and so are names in ``namespace`` (pass ``globals()``
+    in a notebook), so ``from lmkit.tokenizers import merge_pair`` cannot sidestep the block.
 
     Under the sandboxed grader (:mod:`lmkit.grader`) the block applies where the
     submission runs, to every call of its functions inside the ``with``.
@@ -238,6 +260,10 @@ def block_reference(*targets: str, namespace: MutableMapping[str, Any] | None = 
             originals[target] = getattr(owner, attr)
             saved.append((owner, attr, original))
             setattr(owner, attr, blocker(target))
+        target_of = {id(original): target for target, original in originals.items()}
+        for module, name, original in _lmkit_bindings(target_of):
+            saved.append((module, name, original))
+            setattr(module, name, blocker(target_of[id(original)]))
         if namespace is not None:
             for key, value in list(namespace.items()):
                 for target, original in originals.items():

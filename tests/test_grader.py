@@ -190,6 +190,22 @@ def test_reference_helpers_and_blocks_apply_to_calls(session):
     assert session.namespace["use_helper"](1) == "mine"
 
 
+def test_blocks_reach_the_module_that_defines_a_reexported_function(session):
+    # The grader blocks "lmkit.tokenizers.merge_pair"; the submission calls the same
+    # function where it is defined, lmkit.tokenizers.bpe.
+    session.run_cell("import lmkit.tokenizers.bpe\ndef leak(x):\n    return lmkit.tokenizers.bpe.merge_pair([1, 2], (1, 2), x)", "1")
+    from lmkit.grader import session as session_module
+
+    session_module._active = session
+    try:
+        with block_reference("lmkit.tokenizers.merge_pair"):
+            with pytest.raises(StudentError, match="calls lmkit.tokenizers.merge_pair, the reference implementation"):
+                session.namespace["leak"](3)
+        assert session.namespace["leak"](3) == [3]
+    finally:
+        session_module._active = None
+
+
 @needs_bwrap
 def test_the_sandbox_hides_the_course_and_the_network():
     s = Session(["probe"], sandbox=True, call_timeout=20)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import lmkit.tokenizers
+import lmkit.tokenizers.bpe
 from lmkit.grading import (
     ReferenceUsedError,
     assert_close,
@@ -20,7 +21,7 @@ from lmkit.grading import (
     block_reference,
     seed_everything,
 )
-from lmkit.tokenizers import BPETokenizer, merge
+from lmkit.tokenizers import BPETokenizer, merge_pair
 
 # --- assert_close ----------------------------------------------------------------------
 
@@ -184,10 +185,27 @@ def test_seed_everything_makes_all_generators_reproducible():
 
 
 def test_block_module_function_inside_block_only():
-    with block_reference("lmkit.tokenizers.merge"):
-        with pytest.raises(ReferenceUsedError, match="lmkit.tokenizers.merge"):
-            lmkit.tokenizers.merge([1, 2], (1, 2), 3)
-    assert lmkit.tokenizers.merge([1, 2], (1, 2), 3) == [3]
+    with block_reference("lmkit.tokenizers.merge_pair"):
+        with pytest.raises(ReferenceUsedError, match="lmkit.tokenizers.merge_pair"):
+            lmkit.tokenizers.merge_pair([1, 2], (1, 2), 3)
+    assert lmkit.tokenizers.merge_pair([1, 2], (1, 2), 3) == [3]
+
+
+@pytest.mark.parametrize(
+    ("target", "call"),
+    [
+        ("lmkit.tokenizers.merge_pair", lambda: lmkit.tokenizers.bpe.merge_pair([1, 2], (1, 2), 3)),
+        ("lmkit.tokenizers.bpe.merge_pair", lambda: lmkit.tokenizers.merge_pair([1, 2], (1, 2), 3)),
+    ],
+)
+def test_block_reaches_every_lmkit_module_that_binds_the_function(target, call):
+    # lmkit.tokenizers re-exports merge_pair from lmkit.tokenizers.bpe: one function, two names.
+    assert lmkit.tokenizers.merge_pair is lmkit.tokenizers.bpe.merge_pair
+    with block_reference(target):
+        with pytest.raises(ReferenceUsedError, match=re.escape(target)):
+            call()
+    assert call() == [3]
+    assert lmkit.tokenizers.merge_pair is merge_pair and lmkit.tokenizers.bpe.merge_pair is merge_pair
 
 
 def test_reference_used_error_is_an_assertion_error():
@@ -222,24 +240,24 @@ def test_block_torch_function():
 
 def test_block_is_undone_after_an_exception_in_the_block():
     with pytest.raises(KeyError):
-        with block_reference("lmkit.tokenizers.merge", "torch.nn.functional.one_hot"):
+        with block_reference("lmkit.tokenizers.merge_pair", "torch.nn.functional.one_hot"):
             raise KeyError("student code crashed")
-    assert lmkit.tokenizers.merge([1, 2], (1, 2), 3) == [3]
+    assert lmkit.tokenizers.merge_pair([1, 2], (1, 2), 3) == [3]
     assert F.one_hot(torch.tensor([1]), 2).tolist() == [[0, 1]]
 
 
 def test_block_is_undone_when_a_later_target_cannot_be_resolved():
     with pytest.raises((ValueError, AttributeError)):
-        with block_reference("lmkit.tokenizers.merge", "lmkit.tokenizers.no_such_function"):
+        with block_reference("lmkit.tokenizers.merge_pair", "lmkit.tokenizers.no_such_function"):
             pass
-    assert lmkit.tokenizers.merge([1, 2], (1, 2), 3) == [3]
+    assert lmkit.tokenizers.merge_pair([1, 2], (1, 2), 3) == [3]
 
 
 def test_block_names_bound_in_a_namespace():
-    # As in a notebook: `from lmkit.tokenizers import merge` puts the function
+    # As in a notebook: `from lmkit.tokenizers import merge_pair` puts the function
     # in the notebook's globals, out of reach of patching the module.
-    namespace = {"merge": merge, "my_merge_alias": merge, "other": len, "train": BPETokenizer.train}
-    with block_reference("lmkit.tokenizers.merge", "lmkit.tokenizers.BPETokenizer.train", namespace=namespace):
+    namespace = {"merge": merge_pair, "my_merge_alias": merge_pair, "other": len, "train": BPETokenizer.train}
+    with block_reference("lmkit.tokenizers.merge_pair", "lmkit.tokenizers.BPETokenizer.train", namespace=namespace):
         with pytest.raises(ReferenceUsedError):
             namespace["merge"]([1, 2], (1, 2), 3)
         with pytest.raises(ReferenceUsedError):
@@ -247,24 +265,24 @@ def test_block_names_bound_in_a_namespace():
         with pytest.raises(ReferenceUsedError):
             namespace["train"](BPETokenizer(), "abab", 257)
         assert namespace["other"] is len  # unrelated names are left alone
-    assert namespace["merge"] is merge and namespace["my_merge_alias"] is merge
+    assert namespace["merge"] is merge_pair and namespace["my_merge_alias"] is merge_pair
     assert namespace["train"] is BPETokenizer.train
     assert namespace["other"] is len
 
 
 def test_block_namespace_restored_after_exception():
-    namespace = {"merge": merge}
+    namespace = {"merge": merge_pair}
     with pytest.raises(RuntimeError):
-        with block_reference("lmkit.tokenizers.merge", namespace=namespace):
+        with block_reference("lmkit.tokenizers.merge_pair", namespace=namespace):
             raise RuntimeError
-    assert namespace["merge"] is merge
+    assert namespace["merge"] is merge_pair
 
 
 def test_block_message_tells_the_student_what_to_do():
-    with block_reference("lmkit.tokenizers.merge"):
+    with block_reference("lmkit.tokenizers.merge_pair"):
         with pytest.raises(ReferenceUsedError) as info:
-            lmkit.tokenizers.merge([], (1, 2), 3)
-    assert re.search(r"calls lmkit\.tokenizers\.merge.*write this part yourself", str(info.value))
+            lmkit.tokenizers.merge_pair([], (1, 2), 3)
+    assert re.search(r"calls lmkit\.tokenizers\.merge_pair.*write this part yourself", str(info.value))
 
 
 def test_block_inherited_method(monkeypatch):

@@ -1,8 +1,9 @@
-"""Tokenizers: characters, words (with ``<unk>``) and byte-level BPE.
+"""Byte-level BPE made fast: a pair index for training, a heap for encoding, streaming input.
 
-All three share one interface: ``train(text, ...)`` returns the tokenizer,
-``encode(text) -> list[int]``, ``decode(ids) -> str``, ``tokens(text) -> list[str]``
-(the pieces, for display) and ``vocab_size``.
+Taught in chapter 1 (language as data), which trains it on the whole corpus. The
+algorithm is the textbook one of :mod:`lmkit.tokenizers.bpe` (same merges, same
+encodings); what changes is the bookkeeping: training keeps its pair counts up to
+date instead of recounting them, and encoding finds the next merge with a heap.
 """
 
 from __future__ import annotations
@@ -12,195 +13,11 @@ import json
 import os
 import warnings
 from collections import Counter
-from typing import Iterable, Protocol, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import regex
 
-# Pre-split patterns: BPE merges never cross a chunk boundary, so words,
-# numbers, punctuation and whitespace runs are merged separately.
-GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-GPT4_SPLIT_PATTERN = (
-    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"""
-)
-UNK = "<unk>"
-
-Pair = tuple[int, int]
-
-
-class Tokenizer(Protocol):
-    """What every tokenizer in the course provides."""
-
-    @property
-    def vocab_size(self) -> int: ...
-
-    def encode(self, text: str) -> list[int]: ...
-
-    def decode(self, ids: Sequence[int]) -> str: ...
-
-    def tokens(self, text: str) -> list[str]: ...
-
-
-def _check_ids(ids: Sequence[int], vocab_size: int) -> None:
-    for pos, i in enumerate(ids):
-        if not 0 <= int(i) < vocab_size:
-            raise ValueError(f"token id {int(i)} at position {pos} is not in the vocabulary (ids run from 0 to {vocab_size - 1})")
-
-
-def _check_text(text: str, what: str = "training text") -> None:
-    if not isinstance(text, str):
-        raise TypeError(f"{what} must be a str, got {type(text).__name__}")
-    if not text:
-        raise ValueError(f"{what} is empty")
-
-
-class CharTokenizer:
-    """One token per character; the vocabulary is the sorted set of characters seen in training."""
-
-    def __init__(self, chars: Iterable[str] = ()) -> None:
-        self.itos: list[str] = sorted(set(chars))
-        self.stoi: dict[str, int] = {c: i for i, c in enumerate(self.itos)}
-
-    def train(self, text: str) -> CharTokenizer:
-        _check_text(text)
-        self.__init__(text)  # type: ignore[misc]
-        return self
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.itos)
-
-    def encode(self, text: str) -> list[int]:
-        try:
-            return [self.stoi[c] for c in text]
-        except KeyError:
-            pos = next(p for p, c in enumerate(text) if c not in self.stoi)
-            c = text[pos]
-            raise ValueError(
-                f"character {c!r} (U+{ord(c):04X}) at position {pos} was never seen in training; "
-                f"the vocabulary has {self.vocab_size} characters"
-            ) from None
-
-    def decode(self, ids: Sequence[int]) -> str:
-        _check_ids(ids, self.vocab_size)
-        return "".join(self.itos[int(i)] for i in ids)
-
-    def tokens(self, text: str) -> list[str]:
-        return [self.itos[i] for i in self.encode(text)]
-
-
-WORD_PATTERN = r"\w+|[^\w\s]"
-
-
-class WordTokenizer:
-    """One token per word or punctuation mark; rare and unseen words become ``<unk>``.
-
-    Whitespace is not kept, so ``decode`` joins tokens with single spaces: word
-    tokenization loses information, one of its costs.
-    """
-
-    def __init__(self, vocab: Sequence[str] = (UNK,), lowercase: bool = False) -> None:
-        if not vocab or vocab[0] != UNK:
-            raise ValueError(f"the first vocabulary entry must be {UNK!r}")
-        self.lowercase = lowercase
-        self.itos: list[str] = list(vocab)
-        self.stoi: dict[str, int] = {w: i for i, w in enumerate(self.itos)}
-        if len(self.stoi) != len(self.itos):
-            raise ValueError("vocabulary entries must be unique")
-
-    def split(self, text: str) -> list[str]:
-        """Split text into words and punctuation marks (lower-cased if configured)."""
-        if self.lowercase:
-            text = text.lower()
-        return regex.findall(WORD_PATTERN, text)
-
-    def train(self, text: str, vocab_size: int | None = None, min_count: int = 1) -> WordTokenizer:
-        """Keep the ``vocab_size - 1`` most frequent words (ties broken alphabetically), plus ``<unk>``.
-
-        ``vocab_size=None`` keeps every word seen at least ``min_count`` times.
-        """
-        _check_text(text)
-        if vocab_size is not None and vocab_size < 2:
-            raise ValueError(f"vocab_size must be at least 2 (<unk> and one word), got {vocab_size}")
-        if min_count < 1:
-            raise ValueError(f"min_count must be at least 1, got {min_count}")
-        counts = Counter(self.split(text))
-        counts.pop(UNK, None)
-        words = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
-        if vocab_size is not None:
-            words = words[: vocab_size - 1]
-        self.__init__([UNK, *words], lowercase=self.lowercase)  # type: ignore[misc]
-        return self
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.itos)
-
-    @property
-    def unk_id(self) -> int:
-        return 0
-
-    def encode(self, text: str) -> list[int]:
-        return [self.stoi.get(w, self.unk_id) for w in self.split(text)]
-
-    def decode(self, ids: Sequence[int]) -> str:
-        _check_ids(ids, self.vocab_size)
-        return " ".join(self.itos[int(i)] for i in ids)
-
-    def tokens(self, text: str) -> list[str]:
-        return [w if w in self.stoi else UNK for w in self.split(text)]
-
-    def oov_rate(self, text: str) -> float:
-        """Fraction of the words of ``text`` that are not in the vocabulary."""
-        ids = self.encode(text)
-        if not ids:
-            raise ValueError("text has no words")
-        return sum(i == self.unk_id for i in ids) / len(ids)
-
-
-# --- byte-pair encoding -------------------------------------------------------------
-
-
-def get_pair_counts(ids: Sequence[int]) -> Counter[Pair]:
-    """Count adjacent pairs: ``[1, 2, 1, 2] -> {(1, 2): 2, (2, 1): 1}``."""
-    return Counter(zip(ids, ids[1:]))
-
-
-def merge(ids: Sequence[int], pair: Pair, new_id: int) -> list[int]:
-    """Replace every non-overlapping occurrence of ``pair`` (left to right) by ``new_id``."""
-    out, i = [], 0
-    while i < len(ids):
-        if i + 1 < len(ids) and ids[i] == pair[0] and ids[i + 1] == pair[1]:
-            out.append(new_id)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
-    return out
-
-
-def naive_bpe_train(text: str, vocab_size: int, pattern: str | None = None) -> dict[Pair, int]:
-    """Textbook BPE training: recount every pair of the whole text after each merge.
-
-    Learns the same merges as ``BPETokenizer(pattern).train(text, vocab_size)``
-    (ties go to the smallest pair) at a cost of (merges x text length): the
-    yardstick that shows why the tokenizer keeps its counts up to date instead.
-    """
-    _check_text(text)
-    if vocab_size < 256:
-        raise ValueError(f"vocab_size must be at least 256, got {vocab_size}")
-    pieces = regex.findall(pattern, text) if pattern is not None else [text]
-    chunks = [list(p.encode("utf-8")) for p in pieces if p]
-    merges: dict[Pair, int] = {}
-    for new_id in range(256, vocab_size):
-        counts: Counter[Pair] = Counter()
-        for chunk in chunks:
-            counts.update(zip(chunk, chunk[1:]))
-        if not counts:
-            break
-        pair = min(counts, key=lambda p: (-counts[p], p))
-        merges[pair] = new_id
-        chunks = [merge(chunk, pair, new_id) for chunk in chunks]
-    return merges
+from lmkit.tokenizers.base import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, Pair, check_ids, check_text, pieces
 
 
 class _PairIndex:
@@ -291,6 +108,15 @@ class _PairIndex:
                 self.where.pop(q, None)
 
 
+# Where a letter meets a non-letter, or a digit a non-digit, the GPT-2 and GPT-4
+# patterns always end a chunk, and no match tried before that point reads past the
+# character after it (every alternative stops at the end of its run; a contraction
+# such as "'ll" lies inside the run). So the chunks before such a point are settled,
+# whatever text comes next. (?r) searches from the end: the last settled point.
+_SETTLED = regex.compile(r"(?r)(?<=\p{L})\P{L}|(?<=\p{N})\P{N}")
+_STREAMABLE = (GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN)
+
+
 class BPETokenizer:
     """Byte-level byte-pair encoding, as in GPT-2.
 
@@ -299,22 +125,29 @@ class BPETokenizer:
     frequent adjacent pair into a new token. ``pattern`` (e.g.
     ``GPT2_SPLIT_PATTERN``) pre-splits text into chunks that merges never cross;
     ``None`` treats the text as one sequence. Special tokens (e.g.
-    ``"<|endoftext|>"``) are whole tokens that are never split or merged; they
-    take the last ids.
+    ``"<|endoftext|>"``) are whole tokens that are never split or merged.
+
+    Ids: ``train`` numbers the bytes by value (0-255), merge ``k`` as ``256 + k``
+    and the special tokens last. A tokenizer read from GPT-2 files
+    (:func:`lmkit.tokenizers.load_gpt2`) keeps the numbering of the files:
+    ``byte_ids[b]`` is the id of byte ``b``. Either way merged ids increase in the
+    order the merges were learned, because the encoder applies merges by id.
     """
 
     def __init__(self, pattern: str | None = None) -> None:
         self.pattern = pattern
         self._split = regex.compile(pattern) if pattern is not None else None
+        self.byte_ids: list[int] = list(range(256))
         self.merges: dict[Pair, int] = {}
         self.special_tokens: dict[str, int] = {}
         self._build()
 
-    # --- state derived from merges and specials
+    # --- state derived from byte ids, merges and specials
     def _build(self) -> None:
-        self.vocab: dict[int, bytes] = {i: bytes([i]) for i in range(256)}
+        self.vocab: dict[int, bytes] = {i: bytes([b]) for b, i in enumerate(self.byte_ids)}
         for (a, b), i in self.merges.items():
             self.vocab[i] = self.vocab[a] + self.vocab[b]
+        self._byte_table = None if self.byte_ids == list(range(256)) else list(self.byte_ids)
         self.inverse_special = {i: s for s, i in self.special_tokens.items()}
         self._special_split = (
             regex.compile("(" + "|".join(regex.escape(s) for s in sorted(self.special_tokens, key=len, reverse=True)) + ")")
@@ -327,6 +160,11 @@ class BPETokenizer:
     def vocab_size(self) -> int:
         return 256 + len(self.merges) + len(self.special_tokens)
 
+    def _numbered_as_trained(self, n_merges: int) -> bool:
+        """Whether the bytes and the first ``n_merges`` merges have the ids ``train`` gives them."""
+        merged = [i for _, i in zip(range(n_merges), self.merges.values())]
+        return max(self.byte_ids) < 256 and merged == list(range(256, 256 + n_merges))
+
     def _chunks(self, text: str) -> list[str]:
         return self._split.findall(text) if self._split is not None else [text]
 
@@ -335,7 +173,7 @@ class BPETokenizer:
 
         Stops early, with a warning, if the text runs out of pairs to merge.
         """
-        _check_text(text)
+        check_text(text)
         special_tokens = list(dict.fromkeys(special_tokens))
         if any(not s for s in special_tokens):
             raise ValueError("special tokens must be non-empty strings")
@@ -347,11 +185,12 @@ class BPETokenizer:
         # Special tokens are cut out of the training text so no merge touches them.
         # Longest first, so a special token that extends another is cut out whole.
         by_length = sorted(special_tokens, key=len, reverse=True)
-        pieces = regex.split("|".join(regex.escape(s) for s in by_length), text) if special_tokens else [text]
+        parts = regex.split("|".join(regex.escape(s) for s in by_length), text) if special_tokens else [text]
         chunks: Counter[bytes] = Counter()
-        for piece in pieces:
-            chunks.update(c.encode("utf-8") for c in self._chunks(piece) if c)
+        for part in parts:
+            chunks.update(c.encode("utf-8") for c in self._chunks(part) if c)
         index = _PairIndex(dict(chunks))
+        self.byte_ids = list(range(256))
         self.merges = {}
         vocab = {i: bytes([i]) for i in range(256)}
         n_merges = vocab_size - 256 - len(special_tokens)
@@ -377,21 +216,24 @@ class BPETokenizer:
         the tokenizer as it was at that step of training."""
         if not 0 <= n_merges <= len(self.merges):
             raise ValueError(f"n_merges must be between 0 and {len(self.merges)}, got {n_merges}")
+        if not self._numbered_as_trained(n_merges):
+            raise ValueError("prefix needs the bytes at ids 0-255 and merge k at id 256 + k; this tokenizer's files number them otherwise")
         tok = BPETokenizer(self.pattern)
+        tok.byte_ids = list(self.byte_ids)
         tok.merges = dict(list(self.merges.items())[:n_merges])
         tok._build()
         return tok
 
     def _encode_chunk(self, chunk: bytes) -> list[int]:
-        """Apply the merges in the order they were learned, lowest rank first.
+        """Apply the merges in the order they were learned, lowest id first.
 
-        A heap of (rank, position) finds the next merge without rescanning the
+        A heap of (id, position) finds the next merge without rescanning the
         chunk, so a long chunk (no pre-split) encodes in O(n log n).
         """
         cached = self._cache.get(chunk)
         if cached is not None:
             return cached
-        ids = list(chunk)
+        ids = list(chunk) if self._byte_table is None else [self._byte_table[b] for b in chunk]
         n = len(ids)
         if n < 2 or not self.merges:
             return ids
@@ -425,38 +267,84 @@ class BPETokenizer:
             self._cache[chunk] = out
         return out
 
+    def _encode_ordinary(self, text: str) -> list[int]:
+        """Encode text in which no special token is looked for."""
+        ids: list[int] = []
+        for chunk in self._chunks(text):
+            ids.extend(self._encode_chunk(chunk.encode("utf-8")))
+        return ids
+
     def encode(self, text: str, allow_special: bool = True) -> list[int]:
         """Encode text to ids. Special-token strings in ``text`` become their ids
         (or, with ``allow_special=False``, are encoded as ordinary text)."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
-        parts = self._special_split.split(text) if (allow_special and self._special_split is not None) else [text]
+        if not allow_special or self._special_split is None:
+            return self._encode_ordinary(text)
         ids: list[int] = []
-        for part in parts:
-            if part in self.special_tokens and allow_special:
+        for part in self._special_split.split(text):
+            if part in self.special_tokens:
                 ids.append(self.special_tokens[part])
-                continue
-            for chunk in self._chunks(part):
-                ids.extend(self._encode_chunk(chunk.encode("utf-8")))
+            else:
+                ids.extend(self._encode_ordinary(part))
         return ids
+
+    def encode_iterable(self, lines: Iterable[str], allow_special: bool = True) -> Iterator[int]:
+        """Encode a text file (or any iterable of strings) as it is read: yields
+        exactly the ids of ``encode("".join(lines))``.
+
+        Text is held back until the chunks in it are settled: a pre-split chunk may
+        span lines (``"a\\n\\n"`` is one chunk under GPT-2's pattern) and a special
+        token may be cut between two lines. With ``GPT2_SPLIT_PATTERN`` or
+        ``GPT4_SPLIT_PATTERN`` what is held back is the text since the last end of a
+        word or number, plus one line: memory stays bounded. With no pattern the
+        whole text between special tokens is one chunk, and with another pattern
+        lmkit does not know where its chunks are settled: then that whole text is held.
+        """
+        specials = self._special_split if allow_special else None
+        longest = max(map(len, self.special_tokens)) if specials is not None else 0
+        settled = _SETTLED if self.pattern in _STREAMABLE else None
+        buf = ""
+        for line in pieces(lines):
+            # Everything before `start` was searched with the previous line: nothing was missed there.
+            start = max(0, len(buf) - longest)
+            buf += line
+            while specials is not None:
+                found = specials.search(buf, start)
+                # Settled only if every special token that could start at or before it fits in buf.
+                if found is None or found.start() + longest > len(buf):
+                    break
+                yield from self._encode_ordinary(buf[: found.start()])
+                yield self.special_tokens[found.group()]
+                buf, start = buf[found.end() :], 0
+            if settled is not None:
+                # No special token starts before len(buf) - longest + 1, and a settled point needs the character after it.
+                limit = min(len(buf) - longest + 1, len(buf) - 1)
+                point = settled.search(buf, start, limit + 1) if limit >= start else None
+                if point is not None:
+                    yield from self._encode_ordinary(buf[: point.start()])
+                    buf = buf[point.start() :]
+        yield from self.encode(buf, allow_special)
 
     def token_bytes(self, i: int) -> bytes:
         """The bytes that token ``i`` stands for (a special token's UTF-8 string)."""
-        _check_ids([i], self.vocab_size)
+        check_ids([i], self.vocab_size)
         return self.inverse_special[i].encode("utf-8") if i in self.inverse_special else self.vocab[i]
 
     def decode(self, ids: Sequence[int]) -> str:
         """Decode ids to text; byte sequences that are not valid UTF-8 (a character
         cut in the middle) become U+FFFD."""
-        _check_ids(ids, self.vocab_size)
+        check_ids(ids, self.vocab_size)
         return b"".join(self.token_bytes(int(i)) for i in ids).decode("utf-8", errors="replace")
 
     def tokens(self, text: str) -> list[str]:
         return [self.token_bytes(i).decode("utf-8", errors="replace") for i in self.encode(text)]
 
-    # --- persistence
+    # --- persistence (GPT-2's file format: lmkit.tokenizers.gpt2)
     def save(self, path: str | os.PathLike) -> None:
         """Write the tokenizer to a JSON file."""
+        if not self._numbered_as_trained(len(self.merges)):
+            raise ValueError("this tokenizer keeps the ids of the GPT-2 files it was read from, which this format cannot record: use save_gpt2")
         state = {
             "format": "lmkit-bpe",
             "version": 1,
