@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from lmkit.pretrained import CHECKPOINT_DIR, NAMES, build
 from lmkit.recipes import BABY_GPT, Recipe, run
 from lmkit.train import TrainConfig, bits, num_parameters
 from lmkit.transformer import GPTConfig
@@ -84,15 +85,18 @@ def train_main(argv: Sequence[str] | None = None) -> Path:
     return args.out
 
 
+def pretrained_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m lmkit.pretrained", description="Retrain the course's shipped checkpoints.")
+    p.add_argument("--only", choices=NAMES, action="append", help="retrain only this one (repeatable)")
+    p.add_argument("--out", type=Path, default=CHECKPOINT_DIR, help="output folder (default: the package's)")
+    p.add_argument("--steps", type=int, default=None, help="train this many steps instead of the recipe's (a quick trial)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
 def pretrained_main(argv: Sequence[str] | None = None) -> list[Path]:
     """``python -m lmkit.pretrained``: retrain the shipped checkpoints (or some, or a short trial)."""
-    from lmkit.pretrained import CHECKPOINT_DIR, NAMES, build
-
-    parser = argparse.ArgumentParser(prog="python -m lmkit.pretrained", description="Retrain the course's shipped checkpoints.")
-    parser.add_argument("--only", choices=NAMES, action="append", help="retrain only this one (repeatable)")
-    parser.add_argument("--out", type=Path, default=CHECKPOINT_DIR, help="output folder (default: the package's)")
-    parser.add_argument("--steps", type=int, default=None, help="train this many steps instead of the recipe's (a quick trial)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser = pretrained_parser()
     args = parser.parse_args(argv)
     if args.steps is not None and args.steps < 1:
         parser.error(f"--steps must be positive, got {args.steps}")

@@ -11,10 +11,12 @@ import torch
 from lmkit.checkpoint import VERSION
 from lmkit.cli import pretrained_main
 from lmkit.data import char_data
-from lmkit.pretrained import CHECKPOINT_DIR, DEPTH_SWEEP, DEPTHS, RECIPES, load_char_lm, load_copy_model, load_gpt
+from lmkit.pretrained import CHECKPOINT_DIR, DEPTH_SWEEP, RECIPES, load_char_lm, load_copy_model, load_gpt
 from lmkit.tasks import COPY_LM_VOCAB, COPY_VOCAB, START, copy_batch, copy_lm_prompt
 from lmkit.train import evaluate_lm, num_parameters
 from lmkit.transformer import GPT
+
+pytestmark = pytest.mark.usefixtures("seeded_single_thread")
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +86,11 @@ def test_recipe_rebuilds_a_loadable_checkpoint(name, tmp_path):
         assert sorted(ckpt["samples"]) == [0, 2] and ckpt["val_loss"] > 0 and len(ckpt["tokenizer"]) == 65
 
 
-def test_depth_sweep_trial_counts_parameters_with_num_parameters(tmp_path):
+def test_depth_sweep_trial_counts_parameters_with_num_parameters(tmp_path, monkeypatch):
+    monkeypatch.setattr("lmkit.pretrained.DEPTHS", [2, 1])  # two short runs are enough to check the bookkeeping
     pretrained_main(["--only", "depth_sweep", "--steps", "2", "--out", str(tmp_path), "--quiet"])
     sweep = json.loads((tmp_path / "depth_sweep.json").read_text())
-    assert sweep["steps"] == 2 and [r["n_layers"] for r in sweep["results"]] == DEPTHS
+    assert sweep["steps"] == 2 and [r["n_layers"] for r in sweep["results"]] == [2, 1]
     for r in sweep["results"]:
         model = GPT(dataclasses.replace(DEPTH_SWEEP.model, n_layers=r["n_layers"]))
         assert r["parameters"] == num_parameters(model)
