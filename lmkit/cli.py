@@ -17,6 +17,8 @@ from lmkit.recipes import BABY_GPT, Recipe, run
 from lmkit.train import TrainConfig, bits, num_parameters
 from lmkit.transformer import GPTConfig
 
+WARMUP_FRACTION = BABY_GPT.train.warmup / BABY_GPT.train.steps  # nanoGPT's 100 of 2000 steps, kept for shorter runs
+
 
 def train_parser() -> argparse.ArgumentParser:
     m, t = BABY_GPT.model, BABY_GPT.train
@@ -38,7 +40,8 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=t.steps, help="training steps (the schedule's length)")
     p.add_argument("--lr", type=float, default=t.lr, help="peak learning rate")
     p.add_argument("--min-lr", type=float, default=t.min_lr, help="learning rate at the end of the cosine decay")
-    p.add_argument("--warmup", type=int, default=t.warmup, help="linear warm-up steps (must be fewer than --steps)")
+    p.add_argument("--warmup", type=int, default=None, help=f"linear warm-up steps (default: {100 * WARMUP_FRACTION:g}%% of --steps, "
+                   f"{int(WARMUP_FRACTION * t.steps)} for the recipe's {t.steps})")
     p.add_argument("--weight-decay", type=float, default=t.weight_decay, help="AdamW weight decay of the matrices")
     p.add_argument("--beta2", type=float, default=t.betas[1], help="AdamW's second-moment decay (beta1 is 0.9)")
     p.add_argument("--grad-clip", type=float, default=t.grad_clip, help="clip the gradient norm to this")
@@ -59,7 +62,8 @@ def train_recipe(args: argparse.Namespace) -> Recipe:
     bias = {} if args.bias is None else {"bias": args.bias}
     model = preset(context=args.context, d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads, mlp_hidden=args.mlp_hidden,
                    dropout=args.dropout, **bias)
-    train = TrainConfig(steps=args.steps, lr=args.lr, min_lr=args.min_lr, warmup=args.warmup, weight_decay=args.weight_decay,
+    warmup = int(WARMUP_FRACTION * args.steps) if args.warmup is None else args.warmup
+    train = TrainConfig(steps=args.steps, lr=args.lr, min_lr=args.min_lr, warmup=warmup, weight_decay=args.weight_decay,
                         betas=(0.9, args.beta2), grad_clip=args.grad_clip, eval_every=args.eval_every, eval_batches=args.eval_batches,
                         progress=not args.quiet)
     return Recipe(model=model, train=train, batch_size=args.batch_size, block_size=args.context, seed=args.seed,
@@ -75,7 +79,10 @@ def train_main(argv: Sequence[str] | None = None) -> Path:
         recipe = train_recipe(args)
     except ValueError as err:
         parser.error(str(err))
-    model, ckpt = run(recipe, args.out, resume_run=args.resume, until=args.stop_at)
+    try:
+        model, ckpt = run(recipe, args.out, resume_run=args.resume, until=args.stop_at)
+    except ValueError as err:  # a run made with other flags: say how to stop and continue one
+        parser.error(f"{err}\n(to stop a run early and continue it later: the same flags with --stop-at N, then with --resume)")
     h = ckpt["history"]
     tokens = ckpt["step"] * recipe.batch_size * recipe.block_size
     loss = f"held-out loss {ckpt['val_loss']:.4f} nats = {bits(ckpt['val_loss']):.3f} bits per character" if "val_loss" in ckpt else "no final evaluation"

@@ -17,7 +17,7 @@ import torch
 
 import lmkit
 from lmkit.checkpoint import load_checkpoint
-from lmkit.cli import pretrained_parser, train_main, train_parser
+from lmkit.cli import pretrained_parser, train_main, train_parser, train_recipe
 
 pytestmark = pytest.mark.usefixtures("seeded_single_thread")
 
@@ -84,18 +84,25 @@ def test_resume_gives_the_same_run_as_training_in_one_go(tmp_path):
     assert straight["samples"] == resumed["samples"] and straight["val_loss"] == resumed["val_loss"]
 
 
-def test_resume_with_other_flags_is_refused(tmp_path):
+def test_resume_with_other_flags_is_refused(tmp_path, capsys):
     common = ["--steps", "4", "--warmup", "1", "--no-samples", "--no-final-eval"]
     run_cli(tmp_path / "run.pt", *common, "--stop-at", "2")
-    with pytest.raises(ValueError, match="lr differ"):
-        run_cli(tmp_path / "run.pt", *common, "--lr", "0.01", "--resume")
-    with pytest.raises(ValueError, match="batch_size differ"):
-        run_cli(tmp_path / "run.pt", *common, "--batch-size", "3", "--resume")
+    for flags, differ in [(["--lr", "0.01"], "lr differ"), (["--batch-size", "3"], "batch_size differ"), (["--steps", "8"], "steps differ")]:
+        with pytest.raises(SystemExit):
+            run_cli(tmp_path / "run.pt", *common, *flags, "--resume")
+        err = capsys.readouterr().err
+        assert differ in err and "--stop-at" in err
+
+
+def test_default_warmup_is_five_percent_of_the_steps(tmp_path):
+    assert run_cli(tmp_path / "a.pt", "--steps", "40", "--no-samples", "--no-final-eval")["train_config"]["warmup"] == 2
+    args = train_parser().parse_args(["--out", "x.pt"])
+    assert train_recipe(args).train.warmup == 100  # nanoGPT's recipe: 100 of 2000 steps
 
 
 def test_bad_settings_are_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        train_main(["--out", str(tmp_path / "x.pt"), "--steps", "30"])  # the default warm-up (100 steps) is longer
+        train_main(["--out", str(tmp_path / "x.pt"), "--steps", "30", "--warmup", "30"])
     assert "warmup must be in [0, steps)" in capsys.readouterr().err
 
 
