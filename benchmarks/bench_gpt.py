@@ -14,7 +14,7 @@ one process, on the same batches, and the script prints the per-step time ratio
 lmkit / yardstick with its spread over the blocks (median and quartiles).
 
     .venv/bin/python benchmarks/bench_gpt.py                       # 10 alternating blocks of 50 steps
-    .venv/bin/python benchmarks/bench_gpt.py --blocks 5 --block-steps 20
+    .venv/bin/python benchmarks/bench_gpt.py --blocks 5 --block-steps 20 --threads 1
     .venv/bin/python benchmarks/bench_gpt.py --full --steps 2000   # also train the whole recipe (GPT-2 style and modern)
 """
 
@@ -179,7 +179,10 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="also train the whole recipe with lmkit.train (tokens/s, wall time, losses)")
     parser.add_argument("--steps", type=int, default=TRAIN.steps, help="steps of the whole recipe with --full")
     parser.add_argument("--only", choices=["gpt2", "modern"], help="with --full: only this configuration")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's; 1 is steadier on a busy machine)")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     tokenizer, train_data, val_data = char_data()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {MODEL.n_layers} layers, {MODEL.n_heads} heads, width {MODEL.d_model}, "
           f"context {BLOCK}, batch {BATCH}, no biases")
