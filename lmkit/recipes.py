@@ -103,7 +103,6 @@ def run(recipe: Recipe, out: str | Path, *, resume_run: bool = False, release: b
     generator = torch.Generator().manual_seed(recipe.seed)
     batch = data["batch"](generator)
     extra = {"model_config": dataclasses.asdict(model.config), **_stored_recipe(recipe), **data["stored"]}
-    optimizer, history = make_optimizer(model, config), History()
     sample = _sampler(recipe, data["tokenizer"], extra) if recipe.record_samples else None
     if resume_run and out.exists():
         optimizer, history, ckpt = resume(out, model, config, [generator])
@@ -112,8 +111,10 @@ def run(recipe: Recipe, out: str | Path, *, resume_run: bool = False, release: b
             raise ValueError(f"{out} was made with another recipe ({', '.join(changed)} differ); resume with the same one")
         if sample is not None:
             extra["samples"].update(ckpt["samples"])
-    elif sample is not None:
-        sample(0, model)
+    else:
+        optimizer, history = make_optimizer(model, config), History()
+        if sample is not None:
+            sample(0, model)
 
     def on_eval(step: int, m: nn.Module) -> None:
         if sample is not None:
