@@ -106,7 +106,10 @@ def run(recipe: Recipe, out: str | Path, *, resume_run: bool = False, release: b
     sample = _sampler(recipe, data["tokenizer"], extra) if recipe.record_samples else None
     if resume_run and out.exists():
         optimizer, history, ckpt = resume(out, model, config, [generator])
-        changed = [k for k in extra if k != "samples" and ckpt.get(k) != extra[k]]
+        missing = [k for k in extra if k != "samples" and k not in ckpt]
+        if missing:
+            raise ValueError(f"{out} does not record the recipe's {', '.join(missing)} (an older lmkit's run?): start it again without --resume")
+        changed = [k for k in extra if k != "samples" and ckpt[k] != extra[k]]
         if changed:
             raise ValueError(f"{out} was made with another recipe ({', '.join(changed)} differ); resume with the same one")
         if sample is not None:
