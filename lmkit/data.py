@@ -1,5 +1,8 @@
 """Bundled corpora and data sets, train/val splits and batches.
 
+Taught in chapter 1 (language as data); the character streams and batches are
+used by chapters 2-4.
+
 Everything is read from ``lmkit/datasets/`` inside the package: nothing is
 downloaded, so the course works offline.
 """

@@ -39,6 +39,15 @@ def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int 
     return probs
 
 
+def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Pick the next token from logits (B, V): the most likely one at ``temperature=0``
+    (greedy), otherwise a draw from ``next_token_probs``. Returns ids (B, 1)."""
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    return torch.multinomial(next_token_probs(logits, temperature, top_k, top_p), 1, generator=generator)
+
+
 @torch.no_grad()
 def generate(
     model: GPT,
@@ -77,11 +86,7 @@ def generate(
             if cache is None:
                 step_input = torch.tensor([out[-context:] if bounded else out])
             logits = model(step_input, cache=cache)[0][:, -1]  # (1, V)
-            if temperature == 0:
-                nxt = int(logits.argmax(dim=-1))
-            else:
-                probs = next_token_probs(logits, temperature, top_k, top_p)
-                nxt = int(torch.multinomial(probs, 1, generator=generator))
+            nxt = int(sample_next(logits, temperature, top_k, top_p, generator))
             out.append(nxt)
             step_input = torch.tensor([[nxt]])
     finally:

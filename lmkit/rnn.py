@@ -1,5 +1,7 @@
 """Recurrent networks written from their equations.
 
+Taught in chapter 2 (recurrent networks).
+
 The cells store their parameters exactly as torch's do (``weight_ih``,
 ``weight_hh``, ``bias_ih``, ``bias_hh``; the LSTM's gate rows in torch's order
 input, forget, candidate, output), so ``cell.load_state_dict(torch_cell.state_dict())``
@@ -9,11 +11,14 @@ works and the two can be compared number for number.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lmkit.generate import sample_next
 
 CellType = Literal["rnn", "lstm"]
 LSTMState = tuple[torch.Tensor, torch.Tensor]
@@ -167,6 +172,23 @@ class Recurrent(nn.Module):
         return torch.stack(outputs, dim=1), state  # (B, T, H)
 
 
+@dataclass
+class RNNConfig:
+    """The shape of a recurrent model: its vocabulary, embedding width, state size and cell."""
+
+    vocab_size: int = 65
+    embed_dim: int = 64
+    hidden_size: int = 256
+    cell: CellType = "lstm"
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "embed_dim", "hidden_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.cell not in ("rnn", "lstm"):
+            raise ValueError(f"cell must be 'rnn' or 'lstm', got {self.cell!r}")
+
+
 class RecurrentLM(nn.Module):
     """Character (or token) language model: embedding -> recurrent layer -> linear head.
 
@@ -174,12 +196,12 @@ class RecurrentLM(nn.Module):
     with ``targets[b, t]`` the token that follows ``idx[b, t]``.
     """
 
-    def __init__(self, vocab_size: int, embed_dim: int = 64, hidden_size: int = 256, cell: CellType = "lstm") -> None:
+    def __init__(self, config: RNNConfig) -> None:
         super().__init__()
-        self.config = {"vocab_size": vocab_size, "embed_dim": embed_dim, "hidden_size": hidden_size, "cell": cell}
-        self.embed = nn.Embedding(vocab_size, embed_dim)
-        self.rnn = Recurrent(cell, embed_dim, hidden_size)
-        self.head = nn.Linear(hidden_size, vocab_size)
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.embed_dim)
+        self.rnn = Recurrent(config.cell, config.embed_dim, config.hidden_size)
+        self.head = nn.Linear(config.hidden_size, config.vocab_size)
 
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None, state: torch.Tensor | LSTMState | None = None
@@ -191,23 +213,19 @@ class RecurrentLM(nn.Module):
 
     @torch.no_grad()
     def generate(
-        self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, generator: torch.Generator | None = None
+        self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+        top_p: float | None = None, generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Continue ``idx`` (B, T) by ``max_new_tokens`` sampled tokens, carrying the state:
-        each new token costs one cell step, however long the text already is."""
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        """Continue ``idx`` (B, T) by ``max_new_tokens`` tokens chosen by ``lmkit.generate.sample_next``
+        (greedy at temperature 0), carrying the state: each new token costs one cell step,
+        however long the text already is."""
         if idx.ndim != 2 or idx.shape[1] == 0:
             raise ValueError(f"the prompt must have shape (B, T) with T >= 1, got {tuple(idx.shape)}")
         out, state = self.rnn(self.embed(idx))
         h = out[:, -1]
         tokens = [idx]
         for _ in range(max_new_tokens):
-            logits = self.head(h)  # (B, V)
-            if temperature == 0:
-                nxt = logits.argmax(dim=-1, keepdim=True)
-            else:
-                nxt = torch.multinomial(F.softmax(logits / temperature, dim=-1), 1, generator=generator)
+            nxt = sample_next(self.head(h), temperature, top_k, top_p, generator)  # (B, 1)
             tokens.append(nxt)
             state = self.rnn.cell(self.embed(nxt[:, 0]), state)
             h = hidden(state)
@@ -245,12 +263,13 @@ class EncoderDecoder(nn.Module):
     start token (teacher forcing).
     """
 
-    def __init__(self, vocab_size: int, embed_dim: int = 32, hidden_size: int = 64, cell: CellType = "lstm") -> None:
+    def __init__(self, config: RNNConfig) -> None:
         super().__init__()
-        self.embed = nn.Embedding(vocab_size, embed_dim)
-        self.encoder = Recurrent(cell, embed_dim, hidden_size)
-        self.decoder = Recurrent(cell, embed_dim, hidden_size)
-        self.head = nn.Linear(hidden_size, vocab_size)
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.embed_dim)
+        self.encoder = Recurrent(config.cell, config.embed_dim, config.hidden_size)
+        self.decoder = Recurrent(config.cell, config.embed_dim, config.hidden_size)
+        self.head = nn.Linear(config.hidden_size, config.vocab_size)
 
     def forward(
         self, src: torch.Tensor, tgt_in: torch.Tensor, tgt_out: torch.Tensor | None = None

@@ -1,5 +1,8 @@
 """One training loop for every model in the course.
 
+Taught in chapter 2 (training a recurrent language model) and used by every
+chapter after it; chapter 4 adds the schedule, checkpoints and exact resume.
+
 A model is called as ``model(*batch)`` and returns ``(output, loss)``; a batch
 function ``batch(split)`` returns the arguments for one step (``split`` is
 ``"train"`` or ``"val"``). The loop does AdamW with weight decay on matrices
@@ -20,6 +23,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from lmkit.checkpoint import load_checkpoint, save_checkpoint
 from lmkit.data import windows
 
 BatchFn = Callable[[str], tuple]
@@ -55,8 +59,10 @@ class TrainConfig:
 
 @dataclass
 class History:
-    """Losses as training went: ``train_loss[k]`` at ``train_step[k]`` (reached after
-    ``train_seconds[k]`` seconds of training), ``val_loss[k]`` at ``val_step[k]``."""
+    """Losses as training went: ``train_loss[k]`` at ``train_step[k]``, ``val_loss[k]`` at
+    ``val_step[k]``. Time: ``train_seconds[k]`` is the time spent in training steps
+    (batches, forward, backward, update) up to ``train_step[k]``; ``seconds`` is the
+    whole run's wall time, evaluation, hooks and checkpoints included."""
 
     train_step: list[int] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
@@ -67,12 +73,13 @@ class History:
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
-    """Learning rate at ``step`` (0-based): linear warm-up, then cosine decay to ``min_lr``."""
+    """Learning rate at ``step`` (0-based): linear warm-up, then cosine decay to ``min_lr``
+    at ``config.steps``, and ``min_lr`` after that."""
     if step < config.warmup:
         return config.lr * (step + 1) / config.warmup
     if config.min_lr is None:
         return config.lr
-    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    progress = min(1.0, (step - config.warmup) / max(1, config.steps - config.warmup))
     return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress))
 
 
@@ -118,9 +125,10 @@ def train(
     batch: BatchFn,
     config: TrainConfig,
     *,
+    optimizer: torch.optim.Optimizer | None = None,
+    history: History | None = None,
     checkpoint: str | Path | None = None,
     checkpoint_every: int | None = None,
-    resume: bool = False,
     generators: Sequence[torch.Generator] = (),
     extra: dict | None = None,
     on_eval: Callable[[int, nn.Module], None] | None = None,
@@ -129,42 +137,36 @@ def train(
     """Train ``model`` for ``config.steps`` steps; evaluate on ``"val"`` every
     ``eval_every`` steps and at the end. Returns the loss history.
 
-    Checkpoints: with ``checkpoint`` (a path), the model, optimizer, step, history,
-    config, ``extra`` (e.g. the model config and tokenizer) and the states of the
-    random ``generators`` the batch function uses are saved every
-    ``checkpoint_every`` steps and at the end; with ``resume=True`` an existing
-    checkpoint is loaded first and training continues exactly where it stopped.
-    ``until`` stops after that step (the schedule still spans ``config.steps``).
-    ``on_eval(step, model)`` runs after each evaluation.
+    ``optimizer`` (default: a new ``make_optimizer(model, config)``) and ``history``
+    (default: empty) continue a run: training goes on after the history's last step.
+    ``resume`` restores both from a checkpoint. With ``checkpoint`` (a path) the run
+    is saved by ``lmkit.checkpoint.save_checkpoint`` every ``checkpoint_every`` steps
+    and when it stops: model, optimizer, step, history, config, the states of the
+    random ``generators`` the batch function uses, and ``extra`` (e.g. the model config
+    and tokenizer; a dict the hooks may keep updating). ``until`` stops after that step
+    (the schedule still spans ``config.steps``). ``on_eval(step, model)`` runs after
+    each evaluation.
     """
-    optimizer = make_optimizer(model, config)
-    history = History()
-    first = 0
-    if resume and checkpoint is not None and Path(checkpoint).exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        if state["train_config"] != dataclasses.asdict(config):
-            raise ValueError(f"{checkpoint} was made with another training config; resume with the same one")
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        history = History(**state["history"])
-        first = state["step"]
-        for g, g_state in zip(generators, state["generator_states"]):
-            g.set_state(g_state)
-        torch.set_rng_state(state["torch_rng"])
+    optimizer = make_optimizer(model, config) if optimizer is None else optimizer
+    history = History() if history is None else history
+    first = history.train_step[-1] if history.train_step else 0
     last = config.steps if until is None else min(until, config.steps)
     model.train()
     start = time.perf_counter() - history.seconds
+    step_seconds = history.train_seconds[-1] if history.train_seconds else 0.0
     bar = tqdm(range(first, last), disable=not config.progress, desc="training", mininterval=1.0, initial=first, total=config.steps)
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, config)
+        step_start = time.perf_counter()
         try:
             loss = train_step(model, optimizer, *batch("train"), grad_clip=config.grad_clip)
         except FloatingPointError as err:
             raise FloatingPointError(f"{err} (at step {step})") from None
+        step_seconds += time.perf_counter() - step_start
         history.train_step.append(step + 1)
         history.train_loss.append(loss)
-        history.train_seconds.append(time.perf_counter() - start)
+        history.train_seconds.append(step_seconds)
         if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
             history.val_step.append(step + 1)
             history.val_loss.append(evaluate(model, batch, config.eval_batches))
@@ -173,30 +175,34 @@ def train(
                 on_eval(step + 1, model)
         history.seconds = time.perf_counter() - start
         if checkpoint is not None and ((checkpoint_every and (step + 1) % checkpoint_every == 0) or step + 1 == last):
-            save_checkpoint(checkpoint, model, optimizer, step + 1, history, config, generators, extra)
+            save_run(checkpoint, model, optimizer, history, config, generators, **(extra or {}))
     return history
 
 
-def save_checkpoint(
-    path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, step: int, history: History,
-    config: TrainConfig, generators: Sequence[torch.Generator] = (), extra: dict | None = None,
-) -> None:
-    """Everything needed to resume training exactly, or to load the model for use."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    state = {
-        "state_dict": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "step": step,
-        "history": dataclasses.asdict(history),
-        "train_config": dataclasses.asdict(config),
-        "generator_states": [g.get_state() for g in generators],
-        "torch_rng": torch.get_rng_state(),
-        "torch_version": str(torch.__version__),
-        **(extra or {}),
-    }
-    tmp = Path(str(path) + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)  # never leave a half-written checkpoint behind
+def save_run(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None, history: History, config: TrainConfig,
+             generators: Sequence[torch.Generator] | None = (), **extra) -> dict:
+    """Save a run with ``lmkit.checkpoint.save_checkpoint``: its step, history, training config
+    and ``extra``, with the optimizer and random states needed to resume (``optimizer=None``
+    and ``generators=None``: the release form, weights and records only).
+    Returns the saved state besides the weights, optimizer and random states."""
+    state = {"step": history.train_step[-1], "history": dataclasses.asdict(history), "train_config": dataclasses.asdict(config), **extra}
+    save_checkpoint(path, model, optimizer, generators=generators, **state)
+    return state
+
+
+def resume(path: str | Path, model: nn.Module, config: TrainConfig, generators: Sequence[torch.Generator] = ()) -> tuple[torch.optim.Optimizer, History, dict]:
+    """Restore a run that ``train(checkpoint=path)`` saved: the weights into ``model``, the
+    random states into torch and ``generators``, and a ``make_optimizer`` optimizer with its
+    saved moments. Returns ``(optimizer, history, checkpoint)``; pass the first two to
+    ``train`` with the same ``config`` to continue exactly where the run stopped."""
+    optimizer = make_optimizer(model, config)
+    ckpt = load_checkpoint(path, model, optimizer, generators=generators)
+    # The progress bar does not change the run; every other field does.
+    saved, given = ({k: v for k, v in c.items() if k != "progress"} for c in (ckpt["train_config"], dataclasses.asdict(config)))
+    if saved != given:
+        changed = sorted(k for k in given if saved.get(k) != given[k])
+        raise ValueError(f"{path} was made with another training config ({', '.join(changed)} differ); resume with the same one")
+    return optimizer, History(**ckpt["history"]), ckpt
 
 
 @torch.no_grad()
@@ -233,85 +239,7 @@ def bits(nats: float) -> float:
     return nats / math.log(2)
 
 
-def main(argv: Sequence[str] | None = None) -> Path:
-    """Command line: pretrain a character-level GPT on the bundled corpus.
-
-    ``python -m lmkit.train --out run.pt`` runs the course's baby-GPT recipe;
-    every hyper-parameter is a flag (``--help``); ``--resume`` continues a run.
-    """
-    import argparse
-
-    from lmkit.data import get_batch, load_shakespeare, train_val_split
-    from lmkit.generate import generate
-    from lmkit.tokenizers import CharTokenizer
-    from lmkit.transformer import GPT, GPTConfig
-
-    p = argparse.ArgumentParser(prog="python -m lmkit.train", description=main.__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, required=True, help="checkpoint file to write (and to resume from)")
-    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
-    p.add_argument("--preset", choices=["gpt2", "modern"], default="gpt2", help="LayerNorm/GELU/learned positions, or RMSNorm/SwiGLU/RoPE")
-    p.add_argument("--n-layers", type=int, default=4)
-    p.add_argument("--n-heads", type=int, default=4)
-    p.add_argument("--d-model", type=int, default=128)
-    p.add_argument("--mlp-hidden", type=int, default=None)
-    p.add_argument("--context", type=int, default=64, help="block size: tokens per training sequence")
-    p.add_argument("--dropout", type=float, default=0.0)
-    p.add_argument("--batch-size", type=int, default=12)
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--min-lr", type=float, default=1e-4)
-    p.add_argument("--warmup", type=int, default=100)
-    p.add_argument("--weight-decay", type=float, default=0.1)
-    p.add_argument("--beta2", type=float, default=0.99)
-    p.add_argument("--grad-clip", type=float, default=1.0)
-    p.add_argument("--eval-every", type=int, default=250)
-    p.add_argument("--eval-batches", type=int, default=20)
-    p.add_argument("--checkpoint-every", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sample-prompt", default="\n", help="text that samples recorded at each evaluation start with")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
-
-    text = load_shakespeare()
-    tokenizer = CharTokenizer().train(text)
-    data = torch.tensor(tokenizer.encode(text))
-    train_data, val_data = train_val_split(data, val_fraction=0.1)
-    preset = GPTConfig.gpt2 if args.preset == "gpt2" else GPTConfig.modern
-    model_config = preset(vocab_size=tokenizer.vocab_size, context=args.context, d_model=args.d_model, n_layers=args.n_layers,
-                          n_heads=args.n_heads, mlp_hidden=args.mlp_hidden, dropout=args.dropout)
-    config = TrainConfig(steps=args.steps, lr=args.lr, min_lr=args.min_lr, warmup=args.warmup, weight_decay=args.weight_decay,
-                         betas=(0.9, args.beta2), grad_clip=args.grad_clip, eval_every=args.eval_every,
-                         eval_batches=args.eval_batches, progress=not args.quiet)
-    torch.manual_seed(args.seed)
-    model = GPT(model_config)
-    generator = torch.Generator().manual_seed(args.seed)
-
-    def batch(split: str) -> tuple:
-        return get_batch(train_data if split == "train" else val_data, args.context, args.batch_size, generator)
-
-    samples: dict[int, str] = {}
-
-    def record_sample(step: int, m: nn.Module) -> None:
-        ids = generate(m, tokenizer.encode(args.sample_prompt), max_new_tokens=200, temperature=0.8, seed=0, use_cache=False)  # type: ignore[arg-type]
-        samples[step] = tokenizer.decode(ids)
-
-    if args.resume and args.out.exists():
-        samples.update(torch.load(args.out, map_location="cpu", weights_only=True)["samples"])
-    else:
-        record_sample(0, model)
-    extra = {"model_config": dataclasses.asdict(model_config), "tokenizer_chars": tokenizer.itos, "samples": samples,
-             "block_size": args.context, "recipe": vars(args) | {"out": str(args.out)}}
-    history = train(model, batch, config, checkpoint=args.out, checkpoint_every=args.checkpoint_every, resume=args.resume,
-                    generators=[generator], extra=extra, on_eval=record_sample)
-    val_loss = evaluate_lm(model, val_data, args.context)
-    state = torch.load(args.out, map_location="cpu", weights_only=True)
-    state["val_loss"] = val_loss
-    torch.save(state, args.out)
-    n_tokens = config.steps * args.batch_size * args.context
-    print(f"{model.num_parameters():,} parameters; {n_tokens / history.seconds:,.0f} tokens/s; {history.seconds:.0f} s; "
-          f"held-out loss {val_loss:.4f} nats = {bits(val_loss):.3f} bits per character -> {args.out}")
-    return args.out
-
-
 if __name__ == "__main__":
-    main()
+    from lmkit.cli import train_main
+
+    train_main()

@@ -12,6 +12,7 @@ import torch
 from lmkit.data import (
     SENTIMENT_SOURCES,
     Example,
+    char_data,
     get_batch,
     load_lexicon,
     load_sentiment,
@@ -210,3 +211,16 @@ def test_get_batch_is_deterministic_with_seeded_generator():
 def test_get_batch_rejects_bad_input_with_clear_message(data, block_size, batch_size, message):
     with pytest.raises(ValueError, match=message):
         get_batch(data, block_size, batch_size)
+
+
+# --- char_data ------------------------------------------------------------------------
+
+
+def test_char_data_is_the_corpus_as_characters_split_90_10():
+    tokenizer, train, val = char_data()
+    text = load_shakespeare()
+    assert tokenizer.itos == sorted(set(text)) and tokenizer.vocab_size == 65
+    assert train.ndim == val.ndim == 1 and len(train) + len(val) == len(text)
+    assert len(train) == round(0.9 * len(text))  # contiguous: the last tenth is held out
+    assert tokenizer.decode(train.tolist()) + tokenizer.decode(val.tolist()) == text
+

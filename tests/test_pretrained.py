@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
 import torch
 
+from lmkit.checkpoint import VERSION
+from lmkit.cli import pretrained_main
 from lmkit.data import char_data
-from lmkit.pretrained import CHECKPOINT_DIR, load_char_lm, load_copy_model, load_gpt, main
-from lmkit.tasks import START, copy_batch, copy_lm_prompt
-from lmkit.train import evaluate_lm
+from lmkit.pretrained import CHECKPOINT_DIR, DEPTH_SWEEP, RECIPES, load_char_lm, load_copy_model, load_gpt
+from lmkit.tasks import COPY_LM_VOCAB, COPY_VOCAB, START, copy_batch, copy_lm_prompt
+from lmkit.train import evaluate_lm, num_parameters
+from lmkit.transformer import GPT
+
+pytestmark = pytest.mark.usefixtures("seeded_single_thread")
 
 
 @pytest.fixture(scope="module")
@@ -53,18 +61,64 @@ def test_unknown_cell_is_a_clear_error():
         load_char_lm("gru")
 
 
+def load_shipped(name: str, directory=CHECKPOINT_DIR):
+    if name in ("char_rnn", "char_lstm"):
+        return load_char_lm(name[5:], directory)
+    return load_copy_model(directory) if name == "copy_lstm" else load_gpt(name, directory)
+
+
 @pytest.mark.parametrize("name", ["char_rnn", "copy_lstm", "copy_gpt", "gpt_shakespeare"])
 def test_recipe_rebuilds_a_loadable_checkpoint(name, tmp_path):
-    main(["--only", name, "--steps", "2", "--out", str(tmp_path)])
-    if name == "char_rnn":
-        model, ckpt = load_char_lm("rnn", tmp_path)
-        assert ckpt["train_config"]["steps"] == 2 and len(ckpt["history"]["train_loss"]) == 2
-    elif name == "copy_lstm":
-        model, ckpt = load_copy_model(tmp_path)
+    pretrained_main(["--only", name, "--steps", "2", "--out", str(tmp_path), "--quiet"])
+    model, ckpt = load_shipped(name, tmp_path)
+    assert ckpt["train_config"]["steps"] == 2 and len(ckpt["history"]["train_loss"]) == 2
+    assert not model.training and ckpt["version"] == VERSION and ckpt["step"] == 2
+    assert "optimizer" not in ckpt and "rng" not in ckpt  # shipped checkpoints carry no resume state
+    # The model runs: a forward pass on the recipe's kind of batch gives a finite loss.
+    if name == "copy_lstm":
+        src, tgt_in, tgt_out = copy_batch(2, 5, torch.Generator().manual_seed(0))
+        loss = model(src, tgt_in, tgt_out)[1]
     else:
-        model, ckpt = load_gpt(name, tmp_path)
-    assert not model.training
-    assert "optimizer" not in ckpt  # shipped checkpoints carry no resume state
+        x = torch.randint(model.config.vocab_size, (2, 9))
+        loss = model(x[:, :-1], x[:, 1:])[1]
+    assert torch.isfinite(loss)
+    if name == "gpt_shakespeare":
+        assert sorted(ckpt["samples"]) == [0, 2] and ckpt["val_loss"] > 0 and len(ckpt["tokenizer"]) == 65
+
+
+def test_depth_sweep_trial_counts_parameters_with_num_parameters(tmp_path, monkeypatch):
+    monkeypatch.setattr("lmkit.pretrained.DEPTHS", [2, 1])  # two short runs are enough to check the bookkeeping
+    pretrained_main(["--only", "depth_sweep", "--steps", "2", "--out", str(tmp_path), "--quiet"])
+    sweep = json.loads((tmp_path / "depth_sweep.json").read_text())
+    assert sweep["steps"] == 2 and [r["n_layers"] for r in sweep["results"]] == [2, 1]
+    for r in sweep["results"]:
+        model = GPT(dataclasses.replace(DEPTH_SWEEP.model, n_layers=r["n_layers"]))
+        assert r["parameters"] == num_parameters(model)
+        assert r["history"]["train_step"] == [1, 2] and r["val_loss"] > 0
+
+
+def test_shipped_depth_sweep_matches_its_recipe():
+    sweep = json.loads((CHECKPOINT_DIR / "depth_sweep.json").read_text())
+    assert sweep["steps"] == DEPTH_SWEEP.train.steps
+    for r in sweep["results"]:
+        assert r["parameters"] == num_parameters(GPT(dataclasses.replace(DEPTH_SWEEP.model, n_layers=r["n_layers"])))
+        assert r["history"]["val_step"] == list(range(500, 2001, 500))  # eval_every=500
+
+
+@pytest.mark.parametrize("name", list(RECIPES))
+def test_shipped_checkpoint_records_its_recipe(name):
+    """Each shipped file was made by RECIPES[name] (the vocabulary comes from the task)."""
+    recipe = RECIPES[name]
+    ckpt = load_shipped(name)[1]
+    vocab = 65 if recipe.task == "chars" else COPY_LM_VOCAB if name == "copy_gpt" else COPY_VOCAB
+    assert ckpt["version"] == VERSION and set(ckpt).isdisjoint({"optimizer", "rng"})
+    # Compared as configs, so that a field added later with a default still matches the stored dict.
+    assert type(recipe.model)(**ckpt["model_config"]) == dataclasses.replace(recipe.model, vocab_size=vocab)
+    without_progress = {k: v for k, v in ckpt["train_config"].items() if k != "progress"}
+    assert without_progress == {k: v for k, v in dataclasses.asdict(recipe.train).items() if k != "progress"}
+    assert (ckpt["task"], ckpt["batch_size"], ckpt["seed"], ckpt["step"]) == (recipe.task, recipe.batch_size, recipe.seed, recipe.train.steps)
+    assert ckpt["block_size"] == recipe.block_size if recipe.task == "chars" else ckpt["max_len"] == recipe.max_len
+    assert ("samples" in ckpt) == recipe.record_samples
 
 
 def test_missing_checkpoint_says_how_to_rebuild(tmp_path):

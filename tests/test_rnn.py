@@ -22,6 +22,7 @@ from lmkit.rnn import (
     Recurrent,
     RecurrentLM,
     RNNCell,
+    RNNConfig,
     SequenceClassifier,
     hidden,
     make_cell,
@@ -470,7 +471,7 @@ def hand_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
 
 @pytest.mark.parametrize("kind", list(LAYERS))
 def test_recurrent_lm_shapes_and_loss(kind):
-    model = RecurrentLM(V, embed_dim=8, hidden_size=16, cell=kind)
+    model = RecurrentLM(RNNConfig(V, embed_dim=8, hidden_size=16, cell=kind))
     idx, targets = torch.randint(V, (B, T)), torch.randint(V, (B, T))
     logits, loss = model(idx, targets)
     assert logits.shape == (B, T, V)
@@ -482,7 +483,7 @@ def test_recurrent_lm_shapes_and_loss(kind):
 
 def test_recurrent_lm_is_causal():
     # The logits at t come from the state after token t: later tokens cannot change them.
-    model = RecurrentLM(V, embed_dim=8, hidden_size=16)
+    model = RecurrentLM(RNNConfig(V, embed_dim=8, hidden_size=16))
     idx = torch.randint(V, (B, T))
     changed = idx.clone()
     changed[:, 3:] = (changed[:, 3:] + 1) % V
@@ -493,7 +494,7 @@ def test_recurrent_lm_is_causal():
 
 @pytest.mark.parametrize("kind", list(LAYERS))
 def test_recurrent_lm_greedy_generate_equals_recomputing_the_full_sequence(kind):
-    model = RecurrentLM(V, embed_dim=8, hidden_size=16, cell=kind)
+    model = RecurrentLM(RNNConfig(V, embed_dim=8, hidden_size=16, cell=kind))
     prompt = torch.randint(V, (B, 3))
     n = 8
     out = model.generate(prompt, n, temperature=0)
@@ -510,7 +511,7 @@ def test_recurrent_lm_greedy_generate_equals_recomputing_the_full_sequence(kind)
 def test_recurrent_lm_sampling_follows_the_models_distribution_by_hand():
     # The same generator consumed in the same order by torch.multinomial on the
     # model's own softmax(logits / temperature): identical samples.
-    model = RecurrentLM(V, embed_dim=8, hidden_size=16)
+    model = RecurrentLM(RNNConfig(V, embed_dim=8, hidden_size=16))
     prompt = torch.randint(V, (B, 2))
     n, temperature = 10, 0.7
     out = model.generate(prompt, n, temperature=temperature, generator=torch.Generator().manual_seed(5))
@@ -524,7 +525,7 @@ def test_recurrent_lm_sampling_follows_the_models_distribution_by_hand():
 
 
 def test_recurrent_lm_seeded_sampling_is_reproducible():
-    model = RecurrentLM(V, embed_dim=8, hidden_size=16)
+    model = RecurrentLM(RNNConfig(V, embed_dim=8, hidden_size=16))
     prompt = torch.randint(V, (B, 2))
 
     def sample(seed):
@@ -539,22 +540,41 @@ def test_recurrent_lm_seeded_sampling_is_reproducible():
 
 
 def test_recurrent_lm_generate_does_not_build_a_graph_or_change_mode():
-    model = RecurrentLM(V, embed_dim=8, hidden_size=16)
+    model = RecurrentLM(RNNConfig(V, embed_dim=8, hidden_size=16))
     out = model.generate(torch.randint(V, (1, 2)), 3)
     assert not out.requires_grad
     assert model.training
 
 
 def test_recurrent_lm_negative_temperature_raises():
-    model = RecurrentLM(V, embed_dim=8, hidden_size=16)
+    model = RecurrentLM(RNNConfig(V, embed_dim=8, hidden_size=16))
     with pytest.raises(ValueError, match="temperature"):
         model.generate(torch.randint(V, (B, 2)), 3, temperature=-0.5)
 
 
-def test_recurrent_lm_config_records_its_arguments():
-    model = RecurrentLM(V, embed_dim=8, hidden_size=16, cell="rnn")
-    assert model.config == {"vocab_size": V, "embed_dim": 8, "hidden_size": 16, "cell": "rnn"}
-    assert type(RecurrentLM(**model.config).rnn.cell) is RNNCell
+def test_recurrent_lm_top_k_1_is_greedy():
+    model = RecurrentLM(RNNConfig(V, embed_dim=8, hidden_size=16))
+    prompt = torch.randint(V, (B, 2))
+    sampled = model.generate(prompt, 12, temperature=1.5, top_k=1, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(sampled, model.generate(prompt, 12, temperature=0))
+
+
+def test_recurrent_lm_keeps_its_config():
+    config = RNNConfig(V, embed_dim=8, hidden_size=16, cell="rnn")
+    model = RecurrentLM(config)
+    assert model.config is config
+    assert type(model.rnn.cell) is RNNCell
+    assert model.embed.weight.shape == (V, 8) and model.head.weight.shape == (V, 16)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"vocab_size": 0}, {"embed_dim": 0}, {"hidden_size": -1}, {"cell": "gru"}],
+    ids=repr,
+)
+def test_rnn_config_rejects_invalid_values(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        RNNConfig(**kwargs)
 
 
 # --- SequenceClassifier ---------------------------------------------------------------------
@@ -593,7 +613,7 @@ def test_sequence_classifier_uses_the_last_real_token_not_the_padding(kind):
 
 @pytest.mark.parametrize("kind", list(LAYERS))
 def test_encoder_decoder_shapes_and_loss(kind):
-    model = EncoderDecoder(COPY_VOCAB, embed_dim=8, hidden_size=16, cell=kind)
+    model = EncoderDecoder(RNNConfig(COPY_VOCAB, embed_dim=8, hidden_size=16, cell=kind))
     src, tgt_in, tgt_out = copy_batch(B, T, torch.Generator().manual_seed(0))
     logits, loss = model(src, tgt_in, tgt_out)
     assert logits.shape == (B, T, COPY_VOCAB)
@@ -605,7 +625,7 @@ def test_encoder_decoder_shapes_and_loss(kind):
 
 @pytest.mark.parametrize("kind", list(LAYERS))
 def test_encoder_decoder_is_causal_in_the_target(kind):
-    model = EncoderDecoder(COPY_VOCAB, embed_dim=8, hidden_size=16, cell=kind)
+    model = EncoderDecoder(RNNConfig(COPY_VOCAB, embed_dim=8, hidden_size=16, cell=kind))
     src, tgt_in, _ = copy_batch(B, T, torch.Generator().manual_seed(1))
     with torch.no_grad():
         logits, _ = model(src, tgt_in)
@@ -617,8 +637,14 @@ def test_encoder_decoder_is_causal_in_the_target(kind):
             assert not torch.allclose(new_logits[:, t + 1 :], logits[:, t + 1 :])
 
 
+def test_encoder_decoder_keeps_its_config():
+    config = RNNConfig(COPY_VOCAB, embed_dim=8, hidden_size=16, cell="rnn")
+    model = EncoderDecoder(config)
+    assert model.config is config and type(model.encoder.cell) is RNNCell and type(model.decoder.cell) is RNNCell
+
+
 def test_encoder_decoder_depends_on_the_source():
-    model = EncoderDecoder(COPY_VOCAB, embed_dim=8, hidden_size=16)
+    model = EncoderDecoder(RNNConfig(COPY_VOCAB, embed_dim=8, hidden_size=16))
     src, tgt_in, _ = copy_batch(B, T, torch.Generator().manual_seed(2))
     with torch.no_grad():
         assert not torch.allclose(model(src, tgt_in)[0], model((src + 1) % N_DIGITS, tgt_in)[0])
@@ -626,7 +652,7 @@ def test_encoder_decoder_depends_on_the_source():
 
 @pytest.mark.parametrize("kind", list(LAYERS))
 def test_encoder_decoder_greedy_equals_feeding_back_argmax_by_hand(kind):
-    model = EncoderDecoder(COPY_VOCAB, embed_dim=8, hidden_size=16, cell=kind)
+    model = EncoderDecoder(RNNConfig(COPY_VOCAB, embed_dim=8, hidden_size=16, cell=kind))
     src, _, _ = copy_batch(B, T, torch.Generator().manual_seed(3))
     n_out = T + 2
     out = model.greedy(src, n_out, start=START)

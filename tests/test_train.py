@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from lmkit.rnn import RecurrentLM
-from lmkit.train import History, TrainConfig, bits, evaluate, evaluate_lm, lr_at, make_optimizer, train
+from lmkit.rnn import RecurrentLM, RNNConfig
+from lmkit.train import History, TrainConfig, bits, evaluate, evaluate_lm, lr_at, make_optimizer, resume, train
 
 
 pytestmark = pytest.mark.usefixtures("seeded_single_thread")
@@ -169,6 +169,16 @@ def test_lr_cosine_after_warmup_goes_from_lr_to_min_lr():
     decay = lrs[10:]
     assert all(a >= b for a, b in zip(decay, decay[1:]))  # never goes back up
     assert min(lrs) >= 0.1
+
+
+@pytest.mark.parametrize("warmup", [0, 10])
+def test_lr_holds_min_lr_past_the_end_of_the_schedule(warmup):
+    # Steps past config.steps (a run trained on with --stop-at/--resume, or a longer loop)
+    # must not climb the cosine back up: they stay at min_lr.
+    config = TrainConfig(steps=110, lr=1.0, min_lr=0.1, warmup=warmup)
+    assert lr_at(110, config) == pytest.approx(0.1)
+    assert [lr_at(s, config) for s in (111, 150, 210, 1000)] == [pytest.approx(0.1)] * 4
+    assert lr_at(109, config) > 0.1  # still decaying just before the end
 
 
 def test_lr_min_lr_equal_to_lr_is_constant():
@@ -473,7 +483,7 @@ def test_evaluate_lm_single_window():
 def test_evaluate_lm_windows_are_consecutive_and_non_overlapping():
     # A recurrent model's loss depends on where each window starts: run each window
     # [k*T, (k+1)*T) on its own, predicting [k*T+1, (k+1)*T+1), and average per token.
-    model = RecurrentLM(V, embed_dim=4, hidden_size=8)
+    model = RecurrentLM(RNNConfig(V, embed_dim=4, hidden_size=8))
     data = torch.randint(V, (30,), dtype=torch.int32)  # any integer dtype
     T = 6
     total, count = 0.0, 0
@@ -548,7 +558,9 @@ def _resumable_run(tmp_path, split_at):
     history = train(model, batch, config, checkpoint=path, generators=[generator], until=split_at)
     if split_at is not None:
         model, batch, generator = fresh()  # a new process: everything comes from the checkpoint
-        history = train(model, batch, config, checkpoint=path, generators=[generator], resume=True)
+        torch.manual_seed(123)  # and the global random state is not the one the run left
+        optimizer, history, _ = resume(path, model, config, [generator])
+        history = train(model, batch, config, optimizer=optimizer, history=history, checkpoint=path, generators=[generator])
     return model, history
 
 
@@ -558,6 +570,36 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
     assert h1.train_loss == h2.train_loss and h1.val_loss == h2.val_loss and h2.train_step == list(range(1, 13))
     for p, q in zip(straight.parameters(), resumed.parameters()):
         assert torch.equal(p, q)
+
+
+def test_resume_builds_the_optimizer_once_with_make_optimizer(tmp_path, monkeypatch):
+    import lmkit.train as lt
+
+    built = []
+    real = lt.make_optimizer
+    monkeypatch.setattr(lt, "make_optimizer", lambda *a: built.append(1) or real(*a))
+    model = Regressor()
+    config = quiet(steps=6, eval_every=3, eval_batches=1)
+    train(model, regression_batches()[0], config, checkpoint=tmp_path / "r.pt", until=3)
+    assert len(built) == 1
+    optimizer, history, ckpt = resume(tmp_path / "r.pt", model, config)
+    train(model, regression_batches()[0], config, optimizer=optimizer, history=history)
+    assert len(built) == 2 and ckpt["step"] == 3 and history.train_step == list(range(1, 7))
+
+
+def test_train_seconds_count_training_steps_only():
+    # An evaluation that takes 0.2 s each time appears in `seconds`, not in `train_seconds`.
+    import time
+
+    class SlowEval(Regressor):
+        def forward(self, x, y):
+            if not self.training:
+                time.sleep(0.1)
+            return super().forward(x, y)
+
+    history = train(SlowEval(), regression_batches()[0], quiet(steps=4, eval_every=1, eval_batches=2))
+    assert history.seconds >= 0.8
+    assert history.train_seconds == sorted(history.train_seconds) and history.train_seconds[-1] < 0.4
 
 
 def test_resume_refuses_another_config(tmp_path):
@@ -578,17 +620,6 @@ def test_resume_refuses_another_config(tmp_path):
 
     path = tmp_path / "c.pt"
     train(Wrap(), batch, TrainConfig(steps=3, eval_every=3, eval_batches=1, progress=False), checkpoint=path)
-    with pytest.raises(ValueError, match="another training config"):
-        train(Wrap(), batch, TrainConfig(steps=4, eval_every=3, eval_batches=1, progress=False), checkpoint=path, resume=True)
-
-
-def test_command_line_trains_and_resumes(tmp_path):
-    from lmkit.train import main
-
-    out = tmp_path / "cli.pt"
-    common = ["--out", str(out), "--steps", "4", "--n-layers", "1", "--d-model", "16", "--n-heads", "2", "--context", "16",
-              "--batch-size", "2", "--warmup", "1", "--eval-every", "2", "--eval-batches", "1", "--quiet"]
-    main(common)
-    state = torch.load(out, weights_only=True)
-    assert state["step"] == 4 and set(state["samples"]) == {0, 2, 4} and state["val_loss"] > 0
-    assert state["model_config"]["n_layers"] == 1 and len(state["tokenizer_chars"]) == 65
+    with pytest.raises(ValueError, match=r"another training config \(steps differ\)"):
+        resume(path, Wrap(), TrainConfig(steps=4, eval_every=3, eval_batches=1, progress=False))
+    resume(path, Wrap(), TrainConfig(steps=3, eval_every=3, eval_batches=1, progress=True))  # the progress bar is no part of the run
