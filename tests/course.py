@@ -12,13 +12,23 @@ from pathlib import Path
 import nbformat
 
 REPO = Path(__file__).resolve().parents[1]
-ASSIGNMENTS = {
-    "00_bag_of_words": "bag_of_words.ipynb",
-    "01_tokens_and_embeddings": "tokens_and_embeddings.ipynb",
-    "02_recurrent_networks": "recurrent_networks.ipynb",
-    "03_attention": "attention.ipynb",
-    "04_gpt": "gpt.ipynb",
-}
+
+
+def assignments(source: Path) -> dict[str, str]:
+    """Each assignment folder of ``source`` (nbgrader's source directory) and the name of
+    its one notebook, in folder order: adding a chapter's folder adds its assignment."""
+    found = {}
+    for folder in sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+        notebooks = sorted(p.name for p in folder.glob("*.ipynb"))
+        if len(notebooks) != 1:
+            raise ValueError(f"{folder} must hold exactly one notebook (the assignment), found {notebooks or 'none'}")
+        found[folder.name] = notebooks[0]
+    if not found:
+        raise ValueError(f"no assignment folders in {source}")
+    return found
+
+
+ASSIGNMENTS = assignments(REPO / "solutions")
 # nbgrader shells out to `alembic` and Jupyter starts kernels by name: both must
 # come from this environment, whatever PATH the tests were started with.
 BIN = str(Path(sys.executable).parent)

@@ -49,10 +49,10 @@ MUTANTS: dict[str, dict[str, list[Edit]]] = {
         ],
         "mistakes_b": [
             ("unroll", "h = rnn_cell(x[:, t], h, W_ih", "h = rnn_cell(x[:, t], h0, W_ih", "test_unroll"),  # state not carried
-            ("next_token_loss", "idx[:, 1:].reshape(-1))", "idx[:, 1:].reshape(-1), reduction=\"sum\")", "test_next_token_loss"),
+            ("next_token_loss", "tokens[:, 1:].reshape(-1))", "tokens[:, 1:].reshape(-1), reduction=\"sum\")", "test_next_token_loss"),
         ],
         "mistakes_c": [
-            ("next_token_loss", "logits[:, :-1].reshape(-1, V), idx[:, 1:]", "logits.reshape(-1, V), idx", "test_next_token_loss"),
+            ("next_token_loss", "logits[:, :-1].reshape(-1, V), tokens[:, 1:]", "logits.reshape(-1, V), tokens", "test_next_token_loss"),
             ("unroll", "return torch.stack(states, dim=1), h", "return torch.stack(states, dim=1), states[0]", "test_unroll"),
         ],
     },
@@ -60,7 +60,8 @@ MUTANTS: dict[str, dict[str, list[Edit]]] = {
         "mistakes_a": [
             ("attention_weights", "/ math.sqrt(q.shape[-1])", "", "test_attention_weights"),  # no 1/sqrt(d)
             ("causal_mask", ".tril()", ".triu()", "test_causal_mask"),  # the future leaks
-            ("mha", "return merge_heads(attention(q, k, v, mask)) @ W_out.T + b_out", "return merge_heads(attention(q, k, v, mask))", "test_mha"),
+            ("mha", "return merge_heads(scaled_dot_product_attention(q, k, v, mask)) @ W_out.T + b_out",
+             "return merge_heads(scaled_dot_product_attention(q, k, v, mask))", "test_mha"),
         ],
         "mistakes_b": [
             ("attention_weights", "torch.softmax(scores, dim=-1)", "torch.softmax(scores, dim=-2)", "test_attention_weights"),
@@ -77,7 +78,7 @@ MUTANTS: dict[str, dict[str, list[Edit]]] = {
             ("generate_greedy", "logits, _ = model(torch.tensor([[nxt]]), cache=cache)", "logits, _ = model(torch.tensor([out]))", "test_generate_greedy"),
         ],
         "mistakes_b": [
-            ("shifted_loss", ", ignore_index=pad_id)", ")", "test_shifted_loss"),  # padding counted
+            ("next_token_loss", ", ignore_index=ignore_index)", ")", "test_next_token_loss"),  # padding counted
             ("train_run", "    for _ in range(steps):\n        x, y = get_batch(train_data, block_size, batch_size, generator)\n",
              "    x, y = get_batch(train_data, block_size, batch_size, generator)\n    for _ in range(steps):\n", "test_train_run"),  # one batch
             # the cache is ignored: correct tokens, wrong procedure
@@ -118,9 +119,9 @@ ALTERNATIVES: dict[str, list[tuple[str, str, str]]] = {
          "return torch.tensor([[j <= i for j in range(T)] for i in range(T)], dtype=torch.bool)"),
     ],
     "04_gpt": [
-        ("shifted_loss", "    V = logits.shape[-1]\n    return F.cross_entropy(logits[:, :-1].reshape(-1, V), tokens[:, 1:].reshape(-1), ignore_index=pad_id)",
-         "    targets = tokens[:, 1:]\n    logp = logits[:, :-1].log_softmax(-1).gather(-1, targets.clamp(max=logits.shape[-1] - 1)[..., None])[..., 0]\n"
-         "    real = targets != pad_id\n    return -(logp * real).sum() / real.sum()"),
+        ("next_token_loss", "    V = logits.shape[-1]\n    return F.cross_entropy(logits[:, :-1].reshape(-1, V), tokens[:, 1:].reshape(-1), ignore_index=ignore_index)",
+         "    targets = tokens[:, 1:]\n    logp = logits[:, :-1].log_softmax(-1).gather(-1, targets.clamp(0, logits.shape[-1] - 1)[..., None])[..., 0]\n"
+         "    real = targets != ignore_index\n    return -(logp * real).sum() / real.sum()"),
         ("next_token_probs", "        kth = torch.topk(logits, top_k).values[-1]\n",
          "        kth = logits.sort(descending=True).values[top_k - 1]\n"),
     ],

@@ -68,7 +68,7 @@ def test_bundle_has_what_students_need(bundle):
     assert (bundle / "pyproject.toml").exists() and "jupyter lab" in (bundle / "README.md").read_text()
     assert not (bundle / "solutions").exists() and not (bundle / "tests").exists()
     with zipfile.ZipFile(bundle.with_suffix(".zip")) as z:
-        assert "student/exercises/03_attention/attention.ipynb" in z.namelist()
+        assert {f"student/exercises/{aid}/{name}" for aid, name in ASSIGNMENTS.items()} <= set(z.namelist())
 
 
 def test_bundle_holds_no_solution_and_no_hidden_test(bundle):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from course import ASSIGNMENTS, REPO, run
+from course import ASSIGNMENTS, REPO, assignments, run
 
 pytestmark = pytest.mark.slow
 LEAKS = ["BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "Rubric (instructors only", "import lmkit.baselines as _ref", "_BPE().train"]
@@ -29,3 +29,18 @@ def test_release_leaks_no_solution(aid):
     nb = json.loads(text)
     stubs = [c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("solution") and c["cell_type"] == "code"]
     assert stubs and all("raise NotImplementedError()" in "".join(c["source"]) for c in stubs)
+
+
+def test_assignments_are_the_folders_of_solutions(tmp_path):
+    assert list(ASSIGNMENTS) == sorted(p.name for p in (REPO / "solutions").iterdir() if p.is_dir())
+    (tmp_path / "00_a").mkdir()
+    (tmp_path / "00_a" / "a.ipynb").write_text("{}")
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    assert assignments(tmp_path) == {"00_a": "a.ipynb"}
+    (tmp_path / "01_b").mkdir()
+    with pytest.raises(ValueError, match="01_b must hold exactly one notebook .*found none"):
+        assignments(tmp_path)
+    (tmp_path / "01_b" / "b.ipynb").write_text("{}")
+    (tmp_path / "01_b" / "c.ipynb").write_text("{}")
+    with pytest.raises(ValueError, match=r"01_b must hold exactly one notebook .*\['b.ipynb', 'c.ipynb'\]"):
+        assignments(tmp_path)

@@ -39,3 +39,11 @@ def test_solution_passes_and_each_mistake_fails_a_visible_test(aid):
         nb, expected = S.mutant(aid, name)
         missed = expected - failing_tests(aid, as_student(aid, nb))
         assert not missed, f"{name}: the visible tests of {sorted(missed)} pass despite the mistake"
+
+
+def test_every_assignment_has_mistakes_and_alternatives():
+    # A new folder in solutions/ is a new assignment: its classic mistakes and valid alternatives belong in submissions.py.
+    for table in ("MUTANTS", "ALTERNATIVES"):
+        keys = set(getattr(S, table))
+        assert keys == set(ASSIGNMENTS), (f"tests/submissions.py {table}: no entry for {sorted(set(ASSIGNMENTS) - keys)}, "
+                                          f"no assignment for {sorted(keys - set(ASSIGNMENTS))} (CONTRIBUTING.md, 'Adding a chapter')")
