@@ -20,8 +20,15 @@ from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, Ignor
 
 from lmkit.grader.execute import SandboxedExecute  # noqa: E402
 
-c.Autograde.autograde_preprocessors = [SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
-                                       SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+c.Autograde.autograde_preprocessors = [
+    SandboxedExecute,
+    IgnorePattern,
+    ClearMetadataPreprocessor,
+    LimitOutput,
+    SaveAutoGrades,
+    AssignLatePenalties,
+    CheckCellMetadata,
+]
 
 # Feedback: nbgrader's page, with long grading messages wrapped instead of scrolling sideways.
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402

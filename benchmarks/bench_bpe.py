@@ -22,7 +22,8 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from lmkit.data import load_shakespeare
 from lmkit.tokenizers import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, BPETokenizer, bpe_train
@@ -32,8 +33,8 @@ PATTERNS: dict[str, str | None] = {"none": None, "gpt2": GPT2_SPLIT_PATTERN, "gp
 T = TypeVar("T")
 
 
-def best_of(repeats: int, fn: Callable[[], T]) -> tuple[float, T]:
-    """Run ``fn`` ``repeats`` times; return the shortest wall time and the last result.
+def best_of(repeats: int, fn: Callable[..., T], *args: object) -> tuple[float, T]:
+    """Run ``fn(*args)`` ``repeats`` times; return the shortest wall time and the last result.
 
     The minimum is the least noisy estimate of the cost itself: slower runs are
     slower because of other load on the machine, not because of the code.
@@ -41,9 +42,23 @@ def best_of(repeats: int, fn: Callable[[], T]) -> tuple[float, T]:
     best, result = float("inf"), None
     for _ in range(repeats):
         start = time.perf_counter()
-        result = fn()
+        result = fn(*args)
         best = min(best, time.perf_counter() - start)
     return best, result  # type: ignore[return-value]
+
+
+def train_fast(pattern: str | None, text: str, vocab_size: int) -> BPETokenizer:
+    return BPETokenizer(pattern).train(text, vocab_size)
+
+
+def encode_fresh(tok: BPETokenizer, text: str) -> list[int]:
+    tok._build()  # drop the chunk cache, so every repeat encodes from scratch
+    return tok.encode(text)
+
+
+def stream_fresh(tok: BPETokenizer, lines: list[str]) -> list[int]:
+    tok._build()
+    return list(tok.encode_iterable(lines))
 
 
 def bench_full(corpus: str, vocab_size: int, repeats: int) -> None:
@@ -53,18 +68,9 @@ def bench_full(corpus: str, vocab_size: int, repeats: int) -> None:
     print("-" * len(header))
     lines = corpus.splitlines(keepends=True)
     for name, pattern in PATTERNS.items():
-        train_s, tok = best_of(repeats, lambda: BPETokenizer(pattern).train(corpus, vocab_size))
-
-        def encode() -> list[int]:
-            tok._build()  # drop the chunk cache, so every repeat encodes from scratch
-            return tok.encode(corpus)
-
-        def stream() -> list[int]:
-            tok._build()
-            return list(tok.encode_iterable(lines))
-
-        encode_s, ids = best_of(repeats, encode)
-        stream_s, streamed = best_of(repeats, stream)
+        train_s, tok = best_of(repeats, train_fast, pattern, corpus, vocab_size)
+        encode_s, ids = best_of(repeats, encode_fresh, tok, corpus)
+        stream_s, streamed = best_of(repeats, stream_fresh, tok, lines)
         ok = tok.decode(ids) == corpus and streamed == ids
         print(f"{name:<8} {train_s:>9.2f} {encode_s:>9.2f} {stream_s:>9.2f} {len(ids):>10,} {len(corpus) / len(ids):>12.2f} {str(ok):>11}")
 
@@ -77,10 +83,10 @@ def bench_naive(corpus: str, n_chars: int, vocab_size: int, repeats: int) -> Non
     print(header)
     print("-" * len(header))
     for name, pattern in PATTERNS.items():
-        naive_s, expected = best_of(repeats, lambda: bpe_train(text, vocab_size, pattern))
+        naive_s, expected = best_of(repeats, bpe_train, text, vocab_size, pattern)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a short slice may run out of pairs
-            lmkit_s, tok = best_of(repeats, lambda: BPETokenizer(pattern).train(text, vocab_size))
+            lmkit_s, tok = best_of(repeats, train_fast, pattern, text, vocab_size)
         same = list(tok.merges.items()) == list(expected.items())
         print(f"{name:<8} {naive_s:>9.2f} {lmkit_s:>9.3f} {naive_s / lmkit_s:>8.0f}x {str(same):>12}")
 
@@ -91,9 +97,7 @@ def main() -> None:
     parser.add_argument("--vocab-size", type=int, default=1024, help="vocabulary size to train to (default 1024)")
     parser.add_argument("--naive", action="store_true", help="also time the readable recount-every-merge trainer, bpe_train")
     parser.add_argument("--naive-chars", type=int, default=50_000, help="corpus slice for --naive (default 50000)")
-    parser.add_argument(
-        "--naive-vocab-size", type=int, default=512, help="vocabulary size for --naive (default 512)"
-    )
+    parser.add_argument("--naive-vocab-size", type=int, default=512, help="vocabulary size for --naive (default 512)")
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")

@@ -90,8 +90,10 @@ class Yardstick(nn.Module):
 def yardstick_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
     """nanoGPT's configure_optimizers on CPU: decay for 2-D parameters, plain (not fused) AdamW."""
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
-              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
 
 
@@ -121,8 +123,10 @@ def compare_steps(train_data: torch.Tensor, vocab_size: int, blocks: int, block_
     runs = {"yardstick": (yardstick_step, Yardstick(config)), "lmkit": (train_step, GPT(config))}
     optimizers = {"yardstick": yardstick_optimizer(runs["yardstick"][1], TRAIN), "lmkit": make_optimizer(runs["lmkit"][1], TRAIN)}
     for name, (_, model) in runs.items():
-        print(f"  {name}: {num_parameters(model):,} parameters, {type(optimizers[name]).__name__} "
-              f"fused={optimizers[name].defaults.get('fused')}")
+        print(
+            f"  {name}: {num_parameters(model):,} parameters, {type(optimizers[name]).__name__} "
+            f"fused={optimizers[name].defaults.get('fused')}"
+        )
     g = torch.Generator().manual_seed(0)
     seconds: dict[str, list[float]] = {"yardstick": [], "lmkit": []}
     for block in range(-1, blocks):  # block -1 warms both up and is not counted
@@ -138,15 +142,21 @@ def compare_steps(train_data: torch.Tensor, vocab_size: int, blocks: int, block_
     q1, median, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
     for name, times in seconds.items():
         ms = 1000 * statistics.median(times)
-        print(f"  {name:>9}: median {ms:.2f} ms/step = {BATCH * BLOCK / (ms / 1000):,.0f} tokens/s "
-              f"(blocks from {1000 * min(times):.2f} to {1000 * max(times):.2f} ms/step)")
-    print(f"  per-step time lmkit / yardstick: median {median:.3f}, quartiles {q1:.3f} to {q3:.3f} "
-          f"over {blocks} alternating blocks of {block_steps} steps (> 1: lmkit slower)")
+        print(
+            f"  {name:>9}: median {ms:.2f} ms/step = {BATCH * BLOCK / (ms / 1000):,.0f} tokens/s "
+            f"(blocks from {1000 * min(times):.2f} to {1000 * max(times):.2f} ms/step)"
+        )
+    print(
+        f"  per-step time lmkit / yardstick: median {median:.3f}, quartiles {q1:.3f} to {q3:.3f} "
+        f"over {blocks} alternating blocks of {block_steps} steps (> 1: lmkit slower)"
+    )
 
 
 def full_recipe(train_data: torch.Tensor, val_data: torch.Tensor, vocab_size: int, steps: int, only: str | None) -> None:
     """Train the whole recipe with lmkit.train: tokens/s, wall time, peak memory and losses."""
-    config = dataclasses.replace(TRAIN, steps=steps, warmup=min(TRAIN.warmup, steps - 1), eval_every=steps, eval_batches=200, progress=False)
+    config = dataclasses.replace(
+        TRAIN, steps=steps, warmup=min(TRAIN.warmup, steps - 1), eval_every=steps, eval_batches=200, progress=False
+    )
     g = torch.Generator()
 
     def batch(split: str) -> tuple:
@@ -158,17 +168,23 @@ def full_recipe(train_data: torch.Tensor, val_data: torch.Tensor, vocab_size: in
             continue
         torch.manual_seed(0)
         g.manual_seed(0)
-        model = GPT(preset(vocab_size=vocab_size, context=MODEL.context, d_model=MODEL.d_model, n_layers=MODEL.n_layers, n_heads=MODEL.n_heads))
+        model = GPT(
+            preset(vocab_size=vocab_size, context=MODEL.context, d_model=MODEL.d_model, n_layers=MODEL.n_layers, n_heads=MODEL.n_heads)
+        )
         history = train(model, batch, config)
         full_val = evaluate_lm(model, val_data, BLOCK)
         train_loss = evaluate(model, batch, 200, split="train")
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         tokens = steps * BATCH * BLOCK
-        print(f"  lmkit {name}: {num_parameters(model):,} parameters; {steps} steps: {tokens / history.train_seconds[-1]:,.0f} tokens/s "
-              f"in training steps ({history.train_seconds[-1]:.1f} s), {tokens / history.seconds:,.0f} tokens/s over the run "
-              f"({history.seconds:.1f} s); peak memory {peak_mb:.0f} MB")
-        print(f"    losses: train {train_loss:.4f}, val (200 sampled batches) {history.val_loss[-1]:.4f}, "
-              f"val (every window) {full_val:.4f} nats = {bits(full_val):.3f} bits/char")
+        print(
+            f"  lmkit {name}: {num_parameters(model):,} parameters; {steps} steps: {tokens / history.train_seconds[-1]:,.0f} tokens/s "
+            f"in training steps ({history.train_seconds[-1]:.1f} s), {tokens / history.seconds:,.0f} tokens/s over the run "
+            f"({history.seconds:.1f} s); peak memory {peak_mb:.0f} MB"
+        )
+        print(
+            f"    losses: train {train_loss:.4f}, val (200 sampled batches) {history.val_loss[-1]:.4f}, "
+            f"val (every window) {full_val:.4f} nats = {bits(full_val):.3f} bits/char"
+        )
 
 
 def main() -> None:
@@ -179,13 +195,17 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="also train the whole recipe with lmkit.train (tokens/s, wall time, losses)")
     parser.add_argument("--steps", type=int, default=TRAIN.steps, help="steps of the whole recipe with --full")
     parser.add_argument("--only", choices=["gpt2", "modern"], help="with --full: only this configuration")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's; 1 is steadier on a busy machine)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch intra-op threads (default: torch's; 1 is steadier on a busy machine)"
+    )
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     tokenizer, train_data, val_data = char_data()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {MODEL.n_layers} layers, {MODEL.n_heads} heads, width {MODEL.d_model}, "
-          f"context {BLOCK}, batch {BATCH}, no biases")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {MODEL.n_layers} layers, {MODEL.n_heads} heads, width {MODEL.d_model}, "
+        f"context {BLOCK}, batch {BATCH}, no biases"
+    )
     compare_steps(train_data, tokenizer.vocab_size, args.blocks, args.block_steps, args.warmup_steps)
     if args.full:
         full_recipe(train_data, val_data, tokenizer.vocab_size, args.steps, args.only)

@@ -132,8 +132,9 @@ class MultiHeadAttention(nn.Module):
     ``return_weights`` does, and gives the same outputs.
     """
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True, rope: bool = False,
-                 rope_base: float = 10000.0) -> None:
+    def __init__(
+        self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True, rope: bool = False, rope_base: float = 10000.0
+    ) -> None:
         super().__init__()
         if d_model < 1 or n_heads < 1 or d_model % n_heads:
             raise ValueError(f"d_model ({d_model}) must be a positive multiple of n_heads ({n_heads})")

@@ -73,7 +73,9 @@ def build(out: Path, book: Path | None) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=REPO / "dist" / "student", help="bundle folder to write (a .zip of it is written beside it)")
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "dist" / "student", help="bundle folder to write (a .zip of it is written beside it)"
+    )
     parser.add_argument("--book", type=Path, default=REPO / "_build" / "html", help="the built book to include (default: _build/html)")
     parser.add_argument("--no-book", action="store_true", help="leave the built book out")
     args = parser.parse_args(argv)

@@ -23,8 +23,9 @@ A checkpoint without the resume state (no ``optimizer``, no ``rng``) is the smal
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO
 
 import torch
 from torch import nn
@@ -36,8 +37,12 @@ PathOrFile = str | os.PathLike | IO[bytes]
 
 
 def save_checkpoint(
-    path_or_file: PathOrFile, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *,
-    generators: Sequence[torch.Generator] | None = None, **state,
+    path_or_file: PathOrFile,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    *,
+    generators: Sequence[torch.Generator] | None = None,
+    **state,
 ) -> None:
     """Save ``model``'s weights, ``optimizer``'s state (if given), the random states
     (torch's global one and each of ``generators``, if ``generators`` is given, even
@@ -65,7 +70,10 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    path_or_file: PathOrFile, model: nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None, *,
+    path_or_file: PathOrFile,
+    model: nn.Module | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    *,
     generators: Sequence[torch.Generator] | None = None,
 ) -> dict:
     """Read a checkpoint and return what it stores (see the module docstring).

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from lmkit.pretrained import CHECKPOINT_DIR, NAMES, build
 from lmkit.recipes import BABY_GPT, Recipe, run
@@ -22,11 +22,15 @@ WARMUP_FRACTION = BABY_GPT.train.warmup / BABY_GPT.train.steps  # nanoGPT's 100 
 
 def train_parser() -> argparse.ArgumentParser:
     m, t = BABY_GPT.model, BABY_GPT.train
-    p = argparse.ArgumentParser(prog="python -m lmkit.train", description="Pretrain a character-level GPT on the bundled corpus "
-                                "(default: nanoGPT's CPU baby-GPT recipe).")
+    p = argparse.ArgumentParser(
+        prog="python -m lmkit.train",
+        description="Pretrain a character-level GPT on the bundled corpus (default: nanoGPT's CPU baby-GPT recipe).",
+    )
     p.add_argument("--out", type=Path, required=True, help="checkpoint file to write (and to resume from)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out (give the same flags again)")
-    p.add_argument("--stop-at", type=int, default=None, help="stop after this step (the schedule still spans --steps); continue with --resume")
+    p.add_argument(
+        "--stop-at", type=int, default=None, help="stop after this step (the schedule still spans --steps); continue with --resume"
+    )
     p.add_argument("--preset", choices=["gpt2", "modern"], default="gpt2", help="LayerNorm/GELU/learned positions, or RMSNorm/SwiGLU/RoPE")
     p.add_argument("--n-layers", type=int, default=m.n_layers, help="number of transformer blocks")
     p.add_argument("--n-heads", type=int, default=m.n_heads, help="attention heads per block")
@@ -34,24 +38,37 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--mlp-hidden", type=int, default=None, help="hidden width of the MLP (default: the preset's, from --d-model)")
     p.add_argument("--context", type=int, default=m.context, help="block size: tokens per training sequence")
     p.add_argument("--dropout", type=float, default=m.dropout, help="dropout probability")
-    p.add_argument("--bias", action=argparse.BooleanOptionalAction, default=None,
-                   help="biases in linear layers and LayerNorms (default: the preset's, gpt2 yes, modern no; nanoGPT's recipe has none)")
+    p.add_argument(
+        "--bias",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="biases in linear layers and LayerNorms (default: the preset's, gpt2 yes, modern no; nanoGPT's recipe has none)",
+    )
     p.add_argument("--batch-size", type=int, default=BABY_GPT.batch_size, help="sequences per training step")
     p.add_argument("--steps", type=int, default=t.steps, help="training steps (the schedule's length)")
     p.add_argument("--lr", type=float, default=t.lr, help="peak learning rate")
     p.add_argument("--min-lr", type=float, default=t.min_lr, help="learning rate at the end of the cosine decay")
-    p.add_argument("--warmup", type=int, default=None, help=f"linear warm-up steps (default: {100 * WARMUP_FRACTION:g}%% of --steps, "
-                   f"{int(WARMUP_FRACTION * t.steps)} for the recipe's {t.steps})")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help=f"linear warm-up steps (default: {100 * WARMUP_FRACTION:g}%% of --steps, "
+        f"{int(WARMUP_FRACTION * t.steps)} for the recipe's {t.steps})",
+    )
     p.add_argument("--weight-decay", type=float, default=t.weight_decay, help="AdamW weight decay of the matrices")
     p.add_argument("--beta2", type=float, default=t.betas[1], help="AdamW's second-moment decay (beta1 is 0.9)")
     p.add_argument("--grad-clip", type=float, default=t.grad_clip, help="clip the gradient norm to this")
     p.add_argument("--eval-every", type=int, default=t.eval_every, help="evaluate on sampled validation batches every this many steps")
     p.add_argument("--eval-batches", type=int, default=t.eval_batches, help="validation batches per evaluation")
-    p.add_argument("--checkpoint-every", type=int, default=BABY_GPT.checkpoint_every, help="save a resumable checkpoint every this many steps")
+    p.add_argument(
+        "--checkpoint-every", type=int, default=BABY_GPT.checkpoint_every, help="save a resumable checkpoint every this many steps"
+    )
     p.add_argument("--seed", type=int, default=BABY_GPT.seed, help="seed of the initial weights and of the batches")
     p.add_argument("--sample-prompt", default=BABY_GPT.sample_prompt, help="text that samples recorded at each evaluation start with")
     p.add_argument("--no-samples", action="store_true", help="do not record text samples at each evaluation (default: record them)")
-    p.add_argument("--no-final-eval", action="store_true", help="skip the held-out loss over every validation window at the end (default: compute it)")
+    p.add_argument(
+        "--no-final-eval", action="store_true", help="skip the held-out loss over every validation window at the end (default: compute it)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -60,15 +77,39 @@ def train_recipe(args: argparse.Namespace) -> Recipe:
     """The recipe that the flags of ``python -m lmkit.train`` describe."""
     preset = GPTConfig.gpt2 if args.preset == "gpt2" else GPTConfig.modern
     bias = {} if args.bias is None else {"bias": args.bias}
-    model = preset(context=args.context, d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads, mlp_hidden=args.mlp_hidden,
-                   dropout=args.dropout, **bias)
+    model = preset(
+        context=args.context,
+        d_model=args.d_model,
+        n_layers=args.n_layers,
+        n_heads=args.n_heads,
+        mlp_hidden=args.mlp_hidden,
+        dropout=args.dropout,
+        **bias,
+    )
     warmup = int(WARMUP_FRACTION * args.steps) if args.warmup is None else args.warmup
-    train = TrainConfig(steps=args.steps, lr=args.lr, min_lr=args.min_lr, warmup=warmup, weight_decay=args.weight_decay,
-                        betas=(0.9, args.beta2), grad_clip=args.grad_clip, eval_every=args.eval_every, eval_batches=args.eval_batches,
-                        progress=not args.quiet)
-    return Recipe(model=model, train=train, batch_size=args.batch_size, block_size=args.context, seed=args.seed,
-                  record_samples=not args.no_samples, sample_prompt=args.sample_prompt, final_eval=not args.no_final_eval,
-                  checkpoint_every=args.checkpoint_every)
+    train = TrainConfig(
+        steps=args.steps,
+        lr=args.lr,
+        min_lr=args.min_lr,
+        warmup=warmup,
+        weight_decay=args.weight_decay,
+        betas=(0.9, args.beta2),
+        grad_clip=args.grad_clip,
+        eval_every=args.eval_every,
+        eval_batches=args.eval_batches,
+        progress=not args.quiet,
+    )
+    return Recipe(
+        model=model,
+        train=train,
+        batch_size=args.batch_size,
+        block_size=args.context,
+        seed=args.seed,
+        record_samples=not args.no_samples,
+        sample_prompt=args.sample_prompt,
+        final_eval=not args.no_final_eval,
+        checkpoint_every=args.checkpoint_every,
+    )
 
 
 def train_main(argv: Sequence[str] | None = None) -> Path:
@@ -85,10 +126,16 @@ def train_main(argv: Sequence[str] | None = None) -> Path:
         parser.error(f"{err}\n(to stop a run early and continue it later: the same flags with --stop-at N, then with --resume)")
     h = ckpt["history"]
     tokens = ckpt["step"] * recipe.batch_size * recipe.block_size
-    loss = f"held-out loss {ckpt['val_loss']:.4f} nats = {bits(ckpt['val_loss']):.3f} bits per character" if "val_loss" in ckpt else "no final evaluation"
-    print(f"{num_parameters(model):,} parameters; {ckpt['step']} steps: {tokens / h['train_seconds'][-1]:,.0f} tokens/s in training steps "
-          f"({h['train_seconds'][-1]:.1f} s), {tokens / h['seconds']:,.0f} tokens/s over the whole run ({h['seconds']:.1f} s with "
-          f"evaluation, samples and checkpoints); {loss} -> {args.out}")
+    loss = (
+        f"held-out loss {ckpt['val_loss']:.4f} nats = {bits(ckpt['val_loss']):.3f} bits per character"
+        if "val_loss" in ckpt
+        else "no final evaluation"
+    )
+    print(
+        f"{num_parameters(model):,} parameters; {ckpt['step']} steps: {tokens / h['train_seconds'][-1]:,.0f} tokens/s in training steps "
+        f"({h['train_seconds'][-1]:.1f} s), {tokens / h['seconds']:,.0f} tokens/s over the whole run ({h['seconds']:.1f} s with "
+        f"evaluation, samples and checkpoints); {loss} -> {args.out}"
+    )
     return args.out
 
 

@@ -10,10 +10,11 @@ downloaded, so the course works offline.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Literal, Sequence, TypeVar
+from typing import Literal, TypeVar
 
 import torch
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -39,8 +39,13 @@ def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int 
     return probs
 
 
-def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_next(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Pick the next token from logits (B, V): the most likely one at ``temperature=0``
     (greedy), otherwise a draw from ``next_token_probs``. Returns ids (B, 1)."""
     if temperature == 0:
@@ -74,7 +79,9 @@ def generate(
     context = model.config.context
     bounded = model.config.positions in ("learned", "sinusoidal")
     if use_cache and bounded and len(ids) + max_new_tokens > context:
-        raise ValueError(f"prompt + new tokens ({len(ids) + max_new_tokens}) exceed the model's context of {context} (generate with use_cache=False to slide a window)")
+        raise ValueError(
+            f"prompt + new tokens ({len(ids) + max_new_tokens}) exceed the model's context of {context} (generate with use_cache=False to slide a window)"
+        )
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     was_training = model.training
     model.eval()
@@ -109,7 +116,9 @@ def greedy_batch(model: GPT, prompts: torch.Tensor, max_new_tokens: int, use_cac
     context = model.config.context
     bounded = model.config.positions in ("learned", "sinusoidal")
     if use_cache and bounded and prompts.shape[1] + max_new_tokens > context:
-        raise ValueError(f"prompt + new tokens ({prompts.shape[1] + max_new_tokens}) exceed the model's context of {context} (use_cache=False slides a window)")
+        raise ValueError(
+            f"prompt + new tokens ({prompts.shape[1] + max_new_tokens}) exceed the model's context of {context} (use_cache=False slides a window)"
+        )
     was_training = model.training
     model.eval()
     seq = prompts.long()

@@ -13,7 +13,8 @@ import importlib
 import random
 import sys
 import types
-from typing import Any, Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -108,12 +109,12 @@ def assert_close(
         got, want = a[idx].item(), e[idx].item()
         n_bad = int(bad.sum())
         why = _diagnosis(mistakes, lambda m: _matches(a, m, rtol, atol))
-        raise AssertionError(f"{name}{where}: got {_fmt(got)}, expected {_fmt(want)} "
-                             f"({n_bad} of {bad.numel()} values differ){why or suffix}")
+        raise AssertionError(
+            f"{name}{where}: got {_fmt(got)}, expected {_fmt(want)} ({n_bad} of {bad.numel()} values differ){why or suffix}"
+        )
 
 
-def assert_equal(actual: Any, expected: Any, *, name: str = "result", hint: str = "",
-                 mistakes: Mapping[str, Any] | None = None) -> None:
+def assert_equal(actual: Any, expected: Any, *, name: str = "result", hint: str = "", mistakes: Mapping[str, Any] | None = None) -> None:
     """Exact equality for plain values (ints, strings, lists, dicts) with a readable message.
 
     ``mistakes`` works as in :func:`assert_close`.

@@ -18,9 +18,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import tempfile
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
 from torch import nn
 
@@ -33,17 +33,35 @@ from lmkit.transformer import GPT, GPTConfig
 CHECKPOINT_DIR = Path(str(resources.files("lmkit").joinpath("checkpoints")))
 
 # Character language models of chapter 2: the same recipe for the RNN and the LSTM.
-CHAR_LM = Recipe(model=RNNConfig(embed_dim=64, hidden_size=256), batch_size=32, block_size=128,
-                 train=TrainConfig(steps=1200, lr=3e-3, min_lr=3e-4, warmup=50, eval_every=200, eval_batches=10))
+CHAR_LM = Recipe(
+    model=RNNConfig(embed_dim=64, hidden_size=256),
+    batch_size=32,
+    block_size=128,
+    train=TrainConfig(steps=1200, lr=3e-3, min_lr=3e-4, warmup=50, eval_every=200, eval_batches=10),
+)
 # Character GPTs of chapter 3: learned vs rotary positions, otherwise identical.
-CHAR_GPT = Recipe(model=GPTConfig.gpt2(context=128, d_model=128, n_layers=4, n_heads=4), batch_size=16, block_size=128,
-                  train=TrainConfig(steps=1500, lr=1e-3, min_lr=1e-4, warmup=100, eval_every=250, eval_batches=10))
+CHAR_GPT = Recipe(
+    model=GPTConfig.gpt2(context=128, d_model=128, n_layers=4, n_heads=4),
+    batch_size=16,
+    block_size=128,
+    train=TrainConfig(steps=1500, lr=1e-3, min_lr=1e-4, warmup=100, eval_every=250, eval_batches=10),
+)
 # The copy task: strings of 1..24 digits, an encoder-decoder with a 64-unit state, and a
 # decoder-only transformer (sources padded to 24 digits) that has no such bottleneck.
-COPY_LSTM = Recipe(model=RNNConfig(embed_dim=32, hidden_size=64), task="copy", batch_size=64, max_len=24,
-                   train=TrainConfig(steps=3000, lr=3e-3, min_lr=3e-4, warmup=100, eval_every=500, eval_batches=10))
-COPY_GPT = Recipe(model=GPTConfig.gpt2(context=2 * 24 + 1, d_model=64, n_layers=2, n_heads=4, positions="rope"), task="copy",
-                  batch_size=64, max_len=24, train=TrainConfig(steps=2000, lr=1e-3, min_lr=1e-4, warmup=100, eval_every=500, eval_batches=10))
+COPY_LSTM = Recipe(
+    model=RNNConfig(embed_dim=32, hidden_size=64),
+    task="copy",
+    batch_size=64,
+    max_len=24,
+    train=TrainConfig(steps=3000, lr=3e-3, min_lr=3e-4, warmup=100, eval_every=500, eval_batches=10),
+)
+COPY_GPT = Recipe(
+    model=GPTConfig.gpt2(context=2 * 24 + 1, d_model=64, n_layers=2, n_heads=4, positions="rope"),
+    task="copy",
+    batch_size=64,
+    max_len=24,
+    train=TrainConfig(steps=2000, lr=1e-3, min_lr=1e-4, warmup=100, eval_every=500, eval_batches=10),
+)
 
 RECIPES: dict[str, Recipe] = {
     "char_rnn": dataclasses.replace(CHAR_LM, model=RNNConfig(embed_dim=64, hidden_size=256, cell="rnn")),
@@ -57,8 +75,9 @@ RECIPES: dict[str, Recipe] = {
 }
 # Chapter 4's depth sweep: the baby GPT at several depths (results only, no weights).
 DEPTHS = [1, 2, 4]
-DEPTH_SWEEP = dataclasses.replace(BABY_GPT, train=dataclasses.replace(BABY_GPT.train, warmup=50, eval_every=500),
-                                  record_samples=False, checkpoint_every=None)
+DEPTH_SWEEP = dataclasses.replace(
+    BABY_GPT, train=dataclasses.replace(BABY_GPT.train, warmup=50, eval_every=500), record_samples=False, checkpoint_every=None
+)
 NAMES = [*RECIPES, "depth_sweep"]
 
 
@@ -82,7 +101,9 @@ def build_depth_sweep(steps: int | None = None, out_dir: Path = CHECKPOINT_DIR, 
         for depth in DEPTHS:
             deeper = dataclasses.replace(recipe, model=dataclasses.replace(recipe.model, n_layers=depth))
             model, ckpt = run(deeper, Path(tmp) / f"d{depth}.pt", release=True)
-            results.append({"n_layers": depth, "parameters": num_parameters(model), "val_loss": ckpt["val_loss"], "history": ckpt["history"]})
+            results.append(
+                {"n_layers": depth, "parameters": num_parameters(model), "val_loss": ckpt["val_loss"], "history": ckpt["history"]}
+            )
     out = out_dir / "depth_sweep.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"steps": recipe.train.steps, "results": results}, indent=1))

@@ -11,9 +11,10 @@ build a ``Recipe`` and call ``run``.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 from torch import nn
@@ -81,13 +82,19 @@ class Recipe:
 # weight decay 0.1, clipping at 1.0. ``python -m lmkit.train`` runs it by default.
 BABY_GPT = Recipe(
     model=GPTConfig.gpt2(context=64, d_model=128, n_layers=4, n_heads=4),
-    train=TrainConfig(steps=2000, lr=1e-3, min_lr=1e-4, warmup=100, weight_decay=0.1, betas=(0.9, 0.99), grad_clip=1.0,
-                      eval_every=250, eval_batches=20),
-    batch_size=12, block_size=64, record_samples=True, checkpoint_every=500,
+    train=TrainConfig(
+        steps=2000, lr=1e-3, min_lr=1e-4, warmup=100, weight_decay=0.1, betas=(0.9, 0.99), grad_clip=1.0, eval_every=250, eval_batches=20
+    ),
+    batch_size=12,
+    block_size=64,
+    record_samples=True,
+    checkpoint_every=500,
 )
 
 
-def run(recipe: Recipe, out: str | Path, *, resume_run: bool = False, release: bool = False, until: int | None = None) -> tuple[nn.Module, dict]:
+def run(
+    recipe: Recipe, out: str | Path, *, resume_run: bool = False, release: bool = False, until: int | None = None
+) -> tuple[nn.Module, dict]:
     """Train ``recipe`` and save it to ``out``; returns the model and what was saved.
 
     The run is checkpointed every ``recipe.checkpoint_every`` steps and at the end;
@@ -108,7 +115,9 @@ def run(recipe: Recipe, out: str | Path, *, resume_run: bool = False, release: b
         optimizer, history, ckpt = resume(out, model, config, [generator])
         missing = [k for k in extra if k != "samples" and k not in ckpt]
         if missing:
-            raise ValueError(f"{out} does not record the recipe's {', '.join(missing)} (an older lmkit's run?): start it again without --resume")
+            raise ValueError(
+                f"{out} does not record the recipe's {', '.join(missing)} (an older lmkit's run?): start it again without --resume"
+            )
         changed = [k for k in extra if k != "samples" and ckpt[k] != extra[k]]
         if changed:
             raise ValueError(f"{out} was made with another recipe ({', '.join(changed)} differ); resume with the same one")
@@ -126,8 +135,19 @@ def run(recipe: Recipe, out: str | Path, *, resume_run: bool = False, release: b
             extra["val_loss"] = evaluate_lm(m, data["val_data"], recipe.block_size)
 
     checkpoint = out if recipe.checkpoint_every else None
-    history = train(model, batch, config, optimizer=optimizer, history=history, checkpoint=checkpoint, checkpoint_every=recipe.checkpoint_every,
-                    generators=[generator], extra=extra, on_eval=on_eval, until=until)
+    history = train(
+        model,
+        batch,
+        config,
+        optimizer=optimizer,
+        history=history,
+        checkpoint=checkpoint,
+        checkpoint_every=recipe.checkpoint_every,
+        generators=[generator],
+        extra=extra,
+        on_eval=on_eval,
+        until=until,
+    )
     return model, save_run(out, model, None if release else optimizer, history, config, None if release else [generator], **extra)
 
 
@@ -147,8 +167,13 @@ def _task_data(recipe: Recipe) -> dict:
         def char_batches(g: torch.Generator) -> Callable[[str], tuple]:
             return lambda split: get_batch(train_data if split == "train" else val_data, recipe.block_size, recipe.batch_size, g)
 
-        return {"vocab_size": tokenizer.vocab_size, "batch": char_batches, "tokenizer": tokenizer, "val_data": val_data,
-                "stored": {"tokenizer": tokenizer.itos}}
+        return {
+            "vocab_size": tokenizer.vocab_size,
+            "batch": char_batches,
+            "tokenizer": tokenizer,
+            "val_data": val_data,
+            "stored": {"tokenizer": tokenizer.itos},
+        }
     decoder_only = isinstance(recipe.model, GPTConfig)
 
     def copy_batches(g: torch.Generator) -> Callable[[str], tuple]:

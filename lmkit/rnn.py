@@ -213,8 +213,13 @@ class RecurrentLM(nn.Module):
 
     @torch.no_grad()
     def generate(
-        self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-        top_p: float | None = None, generator: torch.Generator | None = None,
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Continue ``idx`` (B, T) by ``max_new_tokens`` tokens chosen by ``lmkit.generate.sample_next``
         (greedy at temperature 0), carrying the state: each new token costs one cell step,

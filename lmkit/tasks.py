@@ -32,7 +32,9 @@ def copy_batch(batch_size: int, length: int, generator: torch.Generator | None =
     return src, tgt_in, src.clone()
 
 
-def copy_lm_batch(batch_size: int, length: int, generator: torch.Generator | None = None, pad_to: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def copy_lm_batch(
+    batch_size: int, length: int, generator: torch.Generator | None = None, pad_to: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The copy task for a decoder-only model: one sequence ``digits [PAD...] START digits``.
 
     The source is padded to ``pad_to`` digits (default: no padding), so that the

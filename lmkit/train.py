@@ -15,9 +15,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -104,8 +104,7 @@ def evaluate(model: nn.Module, batch: BatchFn, n_batches: int, split: str = "val
     return sum(losses) / len(losses)
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, *batch: torch.Tensor,
-               grad_clip: float | None = 1.0) -> float:
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, *batch: torch.Tensor, grad_clip: float | None = 1.0) -> float:
     """One optimisation step on ``batch`` (e.g. ``x, y``): clear the gradients,
     ``loss = model(*batch)[1]``, backpropagate, clip the gradient norm to
     ``grad_clip`` (None: no clipping), step. Returns the loss before the step."""
@@ -179,8 +178,15 @@ def train(
     return history
 
 
-def save_run(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None, history: History, config: TrainConfig,
-             generators: Sequence[torch.Generator] | None = (), **extra) -> dict:
+def save_run(
+    path: str | Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    history: History,
+    config: TrainConfig,
+    generators: Sequence[torch.Generator] | None = (),
+    **extra,
+) -> dict:
     """Save a run with ``lmkit.checkpoint.save_checkpoint``: its step, history, training config
     and ``extra``, with the optimizer and random states needed to resume (``optimizer=None``
     and ``generators=None``: the release form, weights and records only).
@@ -190,7 +196,9 @@ def save_run(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimize
     return state
 
 
-def resume(path: str | Path, model: nn.Module, config: TrainConfig, generators: Sequence[torch.Generator] = ()) -> tuple[torch.optim.Optimizer, History, dict]:
+def resume(
+    path: str | Path, model: nn.Module, config: TrainConfig, generators: Sequence[torch.Generator] = ()
+) -> tuple[torch.optim.Optimizer, History, dict]:
     """Restore a run that ``train(checkpoint=path)`` saved: the weights into ``model``, the
     random states into torch and ``generators``, and a ``make_optimizer`` optimizer with its
     saved moments. Returns ``(optimizer, history, checkpoint)``; pass the first two to

@@ -131,8 +131,9 @@ class Block(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.norm1 = make_norm(config)
-        self.attn = MultiHeadAttention(config.d_model, config.n_heads, config.dropout, config.bias, rope=config.positions == "rope",
-                                       rope_base=config.rope_base)
+        self.attn = MultiHeadAttention(
+            config.d_model, config.n_heads, config.dropout, config.bias, rope=config.positions == "rope", rope_base=config.rope_base
+        )
         self.norm2 = make_norm(config)
         mlp = MLP if config.mlp == "gelu" else SwiGLU
         self.mlp = mlp(config.d_model, config.mlp_hidden, config.bias, config.dropout)

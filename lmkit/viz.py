@@ -11,7 +11,7 @@ with its plotly extension and the book build renders offline (``lmkit._mystnb``)
 from __future__ import annotations
 
 import html
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -135,7 +135,9 @@ def bpe_steps_figure(tokenizer: BPETokenizer, text: str, steps: Sequence[int]) -
     return fig
 
 
-def heatmap(z: torch.Tensor | Sequence[Sequence[float]], x: Sequence[str], y: Sequence[str], title: str = "", colorscale: str = "Blues") -> go.Figure:
+def heatmap(
+    z: torch.Tensor | Sequence[Sequence[float]], x: Sequence[str], y: Sequence[str], title: str = "", colorscale: str = "Blues"
+) -> go.Figure:
     """A labelled heatmap with rows ``y`` and columns ``x`` (row 0 at the top)."""
     z = torch.as_tensor(z).tolist()
     fig = go.Figure(go.Heatmap(z=z, x=list(x), y=list(y), colorscale=colorscale, xgap=1, ygap=1))
@@ -199,19 +201,32 @@ def attention_figure(maps: torch.Tensor, tokens: Sequence[str], title: str = "")
     fig = go.Figure()
     for layer in range(L):
         for h in range(H):
-            fig.add_trace(go.Heatmap(z=maps[layer, h].tolist(), x=labels, y=labels, colorscale="Blues", zmin=0, zmax=1,
-                                     visible=layer == 0 and h == 0, showscale=layer == 0 and h == 0))
+            fig.add_trace(
+                go.Heatmap(
+                    z=maps[layer, h].tolist(),
+                    x=labels,
+                    y=labels,
+                    colorscale="Blues",
+                    zmin=0,
+                    zmax=1,
+                    visible=layer == 0 and h == 0,
+                    showscale=layer == 0 and h == 0,
+                )
+            )
     buttons = [
-        {"label": f"layer {layer}, head {h}", "method": "update",
-         "args": [{"visible": [i == layer * H + h for i in range(L * H)]}]}
-        for layer in range(L) for h in range(H)
+        {"label": f"layer {layer}, head {h}", "method": "update", "args": [{"visible": [i == layer * H + h for i in range(L * H)]}]}
+        for layer in range(L)
+        for h in range(H)
     ]
     # A tall top margin holds the title (in its middle, below the mode bar) and, on its
     # own line at the bottom of the margin, just above the plot, the menu: it never covers the title.
     fig.update_layout(
-        title=title, margin={"t": 130},
+        title=title,
+        margin={"t": 130},
         updatemenus=[{"buttons": buttons, "x": 1.0, "xanchor": "right", "y": 1.01, "yanchor": "bottom"}],
-        yaxis={"autorange": "reversed", "title": "query (attends from)"}, xaxis={"title": "key (attends to)"}, height=680,
+        yaxis={"autorange": "reversed", "title": "query (attends from)"},
+        xaxis={"title": "key (attends to)"},
+        height=680,
     )
     return fig
 
@@ -224,13 +239,33 @@ def text_slider(texts: Mapping[object, str], title: str, prefix: str) -> go.Figu
     keys = list(texts)
 
     def annotation(text: str) -> list[dict]:
-        return [{"text": html.escape(text, quote=False).replace("\n", "<br>"), "x": 0, "y": 1, "xref": "paper", "yref": "paper", "showarrow": False,
-                 "align": "left", "xanchor": "left", "yanchor": "top", "font": {"family": "monospace", "size": 13}}]
+        return [
+            {
+                "text": html.escape(text, quote=False).replace("\n", "<br>"),
+                "x": 0,
+                "y": 1,
+                "xref": "paper",
+                "yref": "paper",
+                "showarrow": False,
+                "align": "left",
+                "xanchor": "left",
+                "yanchor": "top",
+                "font": {"family": "monospace", "size": 13},
+            }
+        ]
 
     fig = go.Figure()
     fig.update_layout(
-        title=title, height=520, xaxis={"visible": False}, yaxis={"visible": False}, annotations=annotation(texts[keys[0]]),
-        sliders=[{"currentvalue": {"prefix": prefix},
-                  "steps": [{"label": str(k), "method": "relayout", "args": [{"annotations": annotation(texts[k])}]} for k in keys]}],
+        title=title,
+        height=520,
+        xaxis={"visible": False},
+        yaxis={"visible": False},
+        annotations=annotation(texts[keys[0]]),
+        sliders=[
+            {
+                "currentvalue": {"prefix": prefix},
+                "steps": [{"label": str(k), "method": "relayout", "args": [{"annotations": annotation(texts[k])}]} for k in keys],
+            }
+        ],
     )
     return fig

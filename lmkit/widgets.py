@@ -6,7 +6,7 @@ Offered in chapter 1 (tokenizer explorer) and chapter 3 (attention explorer).
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import ipywidgets as widgets
 
@@ -64,7 +64,12 @@ def attention_explorer(model, tokenizer: Tokenizer, text: str = "ROMEO:\nWhat li
                 return
             maps = attention_maps(model, ids)  # (L, H, T, T)
             labels = [f"{t}:{tok}" for t, tok in enumerate(tokenizer.tokens(tokenizer.decode(ids)))]
-            fig = heatmap(maps[layer.value, head.value], x=labels, y=labels, title=f"layer {layer.value}, head {head.value}: row = query, column = key")
+            fig = heatmap(
+                maps[layer.value, head.value],
+                x=labels,
+                y=labels,
+                title=f"layer {layer.value}, head {head.value}: row = query, column = key",
+            )
             fig.update_layout(height=600)
             display(fig)
 

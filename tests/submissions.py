@@ -49,7 +49,7 @@ MUTANTS: dict[str, dict[str, list[Edit]]] = {
         ],
         "mistakes_b": [
             ("unroll", "h = rnn_cell(x[:, t], h, W_ih", "h = rnn_cell(x[:, t], h0, W_ih", "test_unroll"),  # state not carried
-            ("next_token_loss", "tokens[:, 1:].reshape(-1))", "tokens[:, 1:].reshape(-1), reduction=\"sum\")", "test_next_token_loss"),
+            ("next_token_loss", "tokens[:, 1:].reshape(-1))", 'tokens[:, 1:].reshape(-1), reduction="sum")', "test_next_token_loss"),
         ],
         "mistakes_c": [
             ("next_token_loss", "logits[:, :-1].reshape(-1, V), tokens[:, 1:]", "logits.reshape(-1, V), tokens", "test_next_token_loss"),
@@ -60,14 +60,28 @@ MUTANTS: dict[str, dict[str, list[Edit]]] = {
         "mistakes_a": [
             ("attention_weights", "/ math.sqrt(q.shape[-1])", "", "test_attention_weights"),  # no 1/sqrt(d)
             ("causal_mask", ".tril()", ".triu()", "test_causal_mask"),  # the future leaks
-            ("mha", "return merge_heads(scaled_dot_product_attention(q, k, v, mask)) @ W_out.T + b_out",
-             "return merge_heads(scaled_dot_product_attention(q, k, v, mask))", "test_mha"),
+            (
+                "mha",
+                "return merge_heads(scaled_dot_product_attention(q, k, v, mask)) @ W_out.T + b_out",
+                "return merge_heads(scaled_dot_product_attention(q, k, v, mask))",
+                "test_mha",
+            ),
         ],
         "mistakes_b": [
             ("attention_weights", "torch.softmax(scores, dim=-1)", "torch.softmax(scores, dim=-2)", "test_attention_weights"),
             ("attention", "attention_weights(q, k, mask) @ v", "attention_weights(q, k) @ v", "test_attention"),  # mask dropped
-            ("heads", "return x.reshape(B, T, n_heads, C // n_heads).transpose(1, 2)", "return x.reshape(B, n_heads, T, C // n_heads)", "test_heads"),
-            ("block", "    x = x + attn(norm1(x))\n    return x + mlp(norm2(x))", "    x = norm1(x + attn(x))\n    return norm2(x + mlp(x))", "test_block"),
+            (
+                "heads",
+                "return x.reshape(B, T, n_heads, C // n_heads).transpose(1, 2)",
+                "return x.reshape(B, n_heads, T, C // n_heads)",
+                "test_heads",
+            ),
+            (
+                "block",
+                "    x = x + attn(norm1(x))\n    return x + mlp(norm2(x))",
+                "    x = norm1(x + attn(x))\n    return norm2(x + mlp(x))",
+                "test_block",
+            ),
         ],
     },
     "04_gpt": {
@@ -75,12 +89,21 @@ MUTANTS: dict[str, dict[str, list[Edit]]] = {
             ("gpt_forward", "tok_emb(idx) + pos_emb(torch.arange(T))", "tok_emb(idx)", "test_gpt_forward"),  # no positions
             ("train_step", "    optimizer.zero_grad(set_to_none=True)\n", "", "test_train_step"),  # gradients accumulate
             ("next_token_probs", "    logits = logits / temperature\n", "", "test_next_token_probs"),
-            ("generate_greedy", "logits, _ = model(torch.tensor([[nxt]]), cache=cache)", "logits, _ = model(torch.tensor([out]))", "test_generate_greedy"),
+            (
+                "generate_greedy",
+                "logits, _ = model(torch.tensor([[nxt]]), cache=cache)",
+                "logits, _ = model(torch.tensor([out]))",
+                "test_generate_greedy",
+            ),
         ],
         "mistakes_b": [
             ("next_token_loss", ", ignore_index=ignore_index)", ")", "test_next_token_loss"),  # padding counted
-            ("train_run", "    for _ in range(steps):\n        x, y = get_batch(train_data, block_size, batch_size, generator)\n",
-             "    x, y = get_batch(train_data, block_size, batch_size, generator)\n    for _ in range(steps):\n", "test_train_run"),  # one batch
+            (
+                "train_run",
+                "    for _ in range(steps):\n        x, y = get_batch(train_data, block_size, batch_size, generator)\n",
+                "    x, y = get_batch(train_data, block_size, batch_size, generator)\n    for _ in range(steps):\n",
+                "test_train_run",
+            ),  # one batch
             # the cache is ignored: correct tokens, wrong procedure
             ("generate_greedy", "    if not use_cache:\n", "    if True:\n", "test_generate_greedy"),
         ],
@@ -89,41 +112,77 @@ MUTANTS: dict[str, dict[str, list[Edit]]] = {
 
 ALTERNATIVES: dict[str, list[tuple[str, str, str]]] = {
     "00_bag_of_words": [
-        ("tokenize", 'return re.findall(r"[a-z0-9\'-]+", text.lower())',
-         "words, word = [], ''\n    for ch in text.lower() + ' ':\n        if ch.isascii() and (ch.isalnum() or ch in \"'-\"):\n"
-         "            word += ch\n        elif word:\n            words.append(word)\n            word = ''\n    return words"),
-        ("accuracy", "return sum(p == y for p, y in zip(predictions, labels)) / len(labels)",
-         "import numpy as np\n    return float(np.mean(np.asarray(predictions) == np.asarray(labels)))"),
-        ("lexicon_score", "return sum(t in positive for t in tokens) - sum(t in negative for t in tokens)",
-         "score = 0\n    for t in tokens:\n        score += (t in positive) - (t in negative)\n    return int(score)"),
+        (
+            "tokenize",
+            'return re.findall(r"[a-z0-9\'-]+", text.lower())',
+            "words, word = [], ''\n    for ch in text.lower() + ' ':\n        if ch.isascii() and (ch.isalnum() or ch in \"'-\"):\n"
+            "            word += ch\n        elif word:\n            words.append(word)\n            word = ''\n    return words",
+        ),
+        (
+            "accuracy",
+            "return sum(p == y for p, y in zip(predictions, labels)) / len(labels)",
+            "import numpy as np\n    return float(np.mean(np.asarray(predictions) == np.asarray(labels)))",
+        ),
+        (
+            "lexicon_score",
+            "return sum(t in positive for t in tokens) - sum(t in negative for t in tokens)",
+            "score = 0\n    for t in tokens:\n        score += (t in positive) - (t in negative)\n    return int(score)",
+        ),
     ],
     "01_tokens_and_embeddings": [
-        ("bpe_blocks", "    counts = {}\n    for pair in zip(ids, ids[1:]):\n        counts[pair] = counts.get(pair, 0) + 1\n    return counts",
-         "    from collections import Counter\n    return Counter((ids[i], ids[i + 1]) for i in range(len(ids) - 1))"),
+        (
+            "bpe_blocks",
+            "    counts = {}\n    for pair in zip(ids, ids[1:]):\n        counts[pair] = counts.get(pair, 0) + 1\n    return counts",
+            "    from collections import Counter\n    return Counter((ids[i], ids[i + 1]) for i in range(len(ids) - 1))",
+        ),
         ("embed", "return one_hot(ids, V) @ weight", "return weight[ids]"),
     ],
     "02_recurrent_networks": [
-        ("lstm_cell", "    z = x @ W_ih.T + b_ih + h @ W_hh.T + b_hh\n",
-         "    z = torch.stack([W_ih @ x[n] + b_ih + W_hh @ h[n] + b_hh for n in range(x.shape[0])])\n"),
-        ("rnn_cell", "return torch.tanh(x @ W_ih.T + b_ih + h @ W_hh.T + b_hh)",
-         "return torch.tanh(torch.einsum('bc,hc->bh', x, W_ih) + torch.einsum('bk,hk->bh', h, W_hh) + b_ih + b_hh)"),
-        ("classify_last", "last = states[torch.arange(states.shape[0]), lengths - 1]  # (B, H)",
-         "last = torch.stack([states[i, int(n) - 1] for i, n in enumerate(lengths)])"),
+        (
+            "lstm_cell",
+            "    z = x @ W_ih.T + b_ih + h @ W_hh.T + b_hh\n",
+            "    z = torch.stack([W_ih @ x[n] + b_ih + W_hh @ h[n] + b_hh for n in range(x.shape[0])])\n",
+        ),
+        (
+            "rnn_cell",
+            "return torch.tanh(x @ W_ih.T + b_ih + h @ W_hh.T + b_hh)",
+            "return torch.tanh(torch.einsum('bc,hc->bh', x, W_ih) + torch.einsum('bk,hk->bh', h, W_hh) + b_ih + b_hh)",
+        ),
+        (
+            "classify_last",
+            "last = states[torch.arange(states.shape[0]), lengths - 1]  # (B, H)",
+            "last = torch.stack([states[i, int(n) - 1] for i, n in enumerate(lengths)])",
+        ),
     ],
     "03_attention": [
-        ("attention_weights", "scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])",
-         "scores = torch.einsum('...qd,...kd->...qk', q, k) / q.shape[-1] ** 0.5"),
-        ("attention_weights", 'scores = scores.masked_fill(~mask, float("-inf"))',
-         'scores = torch.where(mask, scores, torch.tensor(float("-inf")))'),
-        ("causal_mask", "return torch.ones(T, T, dtype=torch.bool).tril()",
-         "return torch.tensor([[j <= i for j in range(T)] for i in range(T)], dtype=torch.bool)"),
+        (
+            "attention_weights",
+            "scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])",
+            "scores = torch.einsum('...qd,...kd->...qk', q, k) / q.shape[-1] ** 0.5",
+        ),
+        (
+            "attention_weights",
+            'scores = scores.masked_fill(~mask, float("-inf"))',
+            'scores = torch.where(mask, scores, torch.tensor(float("-inf")))',
+        ),
+        (
+            "causal_mask",
+            "return torch.ones(T, T, dtype=torch.bool).tril()",
+            "return torch.tensor([[j <= i for j in range(T)] for i in range(T)], dtype=torch.bool)",
+        ),
     ],
     "04_gpt": [
-        ("next_token_loss", "    V = logits.shape[-1]\n    return F.cross_entropy(logits[:, :-1].reshape(-1, V), tokens[:, 1:].reshape(-1), ignore_index=ignore_index)",
-         "    targets = tokens[:, 1:]\n    logp = logits[:, :-1].log_softmax(-1).gather(-1, targets.clamp(0, logits.shape[-1] - 1)[..., None])[..., 0]\n"
-         "    real = targets != ignore_index\n    return -(logp * real).sum() / real.sum()"),
-        ("next_token_probs", "        kth = torch.topk(logits, top_k).values[-1]\n",
-         "        kth = logits.sort(descending=True).values[top_k - 1]\n"),
+        (
+            "next_token_loss",
+            "    V = logits.shape[-1]\n    return F.cross_entropy(logits[:, :-1].reshape(-1, V), tokens[:, 1:].reshape(-1), ignore_index=ignore_index)",
+            "    targets = tokens[:, 1:]\n    logp = logits[:, :-1].log_softmax(-1).gather(-1, targets.clamp(0, logits.shape[-1] - 1)[..., None])[..., 0]\n"
+            "    real = targets != ignore_index\n    return -(logp * real).sum() / real.sum()",
+        ),
+        (
+            "next_token_probs",
+            "        kth = torch.topk(logits, top_k).values[-1]\n",
+            "        kth = logits.sort(descending=True).values[top_k - 1]\n",
+        ),
     ],
 }
 
@@ -154,7 +213,11 @@ def tasks(aid: str) -> list[tuple[str, str, str]]:
     for i, c in enumerate(cells):
         meta = c.metadata.get("nbgrader", {})
         if meta.get("solution") and c.cell_type == "code":
-            test = next(grade_id(d) for d in cells[i + 1:] if d.metadata.get("nbgrader", {}).get("grade") and not d.metadata["nbgrader"].get("solution"))
+            test = next(
+                grade_id(d)
+                for d in cells[i + 1 :]
+                if d.metadata.get("nbgrader", {}).get("grade") and not d.metadata["nbgrader"].get("solution")
+            )
             fn = next(n.name for n in ast.parse(c.source).body if isinstance(n, ast.FunctionDef))
             out.append((meta["grade_id"], fn, test))
     return out
@@ -178,7 +241,7 @@ def _inject(nb: nbformat.NotebookNode, cell_id: str, fn: str, code: str) -> None
 
 # ---- attacks ---------------------------------------------------------------------
 
-THIEF = '''
+THIEF = """
 import json, os, sqlite3
 stolen, seen = 0, 0
 for top in ("/", os.getcwd(), "..", "../..", "../../.."):
@@ -210,9 +273,9 @@ for path in ("../../../pwned", "/tmp/../pwned", "../../../submitted/solution/pwn
     except Exception:
         pass
 print(f"stole {stolen} cells")
-'''
+"""
 
-PATCHER = '''
+PATCHER = """
 import builtins, sys
 import torch
 import lmkit.grading as G
@@ -229,7 +292,7 @@ try:
 except Exception:
     pass
 print("All tests passed!")
-'''
+"""
 
 ANYTHING = '''
 import os

@@ -154,7 +154,7 @@ def test_attention_gradients_match_torch(masked):
         q_, k_, v_ = (t.clone().requires_grad_() for t in (q, k, v))
         (fn(q_, k_, v_, mask) * upstream).sum().backward()
         grads.append((q_.grad, k_.grad, v_.grad))
-    for ours, theirs, name in zip(*grads, "qkv"):
+    for ours, theirs in zip(*grads):
         close(ours, theirs, atol=1e-5)
 
 

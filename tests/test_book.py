@@ -7,7 +7,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-from pathlib import Path
 
 import pytest
 import yaml
@@ -84,16 +83,30 @@ def test_exercise_pages_offer_the_released_notebooks(build_log):
         assert target.read_bytes() == (REPO / "exercises" / name / notebook).read_bytes()
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="headless Chromium is not installed")
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="headless Chromium is not installed (apt-get install chromium)")
 def test_figures_render_in_a_browser_without_console_errors(build_log):
     for chapter in chapters():
         with tempfile.TemporaryDirectory() as profile:
             proc = subprocess.run(
-                ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync", f"--user-data-dir={profile}",
-                 "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000", "--dump-dom",
-                 (HTML / f"{chapter}.html").as_uri()],
-                capture_output=True, text=True, timeout=120,
+                [
+                    "chromium",
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--no-first-run",
+                    "--disable-sync",
+                    f"--user-data-dir={profile}",
+                    "--enable-logging=stderr",
+                    "--v=0",
+                    "--virtual-time-budget=10000",
+                    "--dump-dom",
+                    (HTML / f"{chapter}.html").as_uri(),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
             )
         dom, console = proc.stdout, proc.stderr
         figures = dom.count('class="plotly-graph-div')

@@ -30,7 +30,7 @@ def secrets() -> list[tuple[str, str, list[str]]]:
 
 def runs(lines: list[str], n: int) -> set[tuple[str, ...]]:
     """Runs of n consecutive lines with enough text to be distinctive (not `else:` / `pass`)."""
-    return {tuple(lines[i:i + n]) for i in range(len(lines) - n + 1) if sum(map(len, lines[i:i + n])) >= 60}
+    return {tuple(lines[i : i + n]) for i in range(len(lines) - n + 1) if sum(map(len, lines[i : i + n])) >= 60}
 
 
 def bundle_lines(root) -> dict[str, list[str]]:
@@ -80,6 +80,9 @@ def test_bundle_holds_no_solution_and_no_hidden_test(bundle):
     leaks = []
     for where, kind, lines in secrets():
         for run_ in runs(lines, min(3, len(lines))):
-            leaks += [f"{where} ({kind}) appears in {path}: {run_}" for path, found in files.items()
-                      if run_ in found and not (kind == "solution" and path.startswith("lmkit/"))]
+            leaks += [
+                f"{where} ({kind}) appears in {path}: {run_}"
+                for path, found in files.items()
+                if run_ in found and not (kind == "solution" and path.startswith("lmkit/"))
+            ]
     assert not leaks, "\n".join(leaks[:20])

@@ -59,8 +59,9 @@ def test_round_trip_restores_weights_optimizer_random_states_and_state(tmp_path,
     torch.rand(3, generator=g1)  # states that are not fresh seeds
     history = History(train_step=[1, 2], train_loss=[2.5, 2.0], train_seconds=[0.1, 0.2], seconds=0.5)
     target: Path | io.BytesIO = io.BytesIO() if as_file else tmp_path / "sub" / "run.pt"
-    save_checkpoint(target, model, optimizer, generators=[g1, g2], step=2, history=dataclasses.asdict(history),
-                    tokenizer=["a", "b"], samples={0: "ab"})
+    save_checkpoint(
+        target, model, optimizer, generators=[g1, g2], step=2, history=dataclasses.asdict(history), tokenizer=["a", "b"], samples={0: "ab"}
+    )
     expected_next = (torch.rand(4), torch.rand(4, generator=g1), torch.rand(4, generator=g2))
 
     torch.manual_seed(99)
@@ -167,8 +168,17 @@ def old_train_save_checkpoint(path, model, optimizer, step, history, config, gen
 
 def old_pretrained_save(path, model_config, model, history, config, extra):
     """A copy of lmkit.pretrained._save as it was before lmkit.checkpoint."""
-    torch.save({"model_config": model_config, "state_dict": model.state_dict(), "history": dataclasses.asdict(history),
-                "train_config": dataclasses.asdict(config), "torch_version": str(torch.__version__), **extra}, path)
+    torch.save(
+        {
+            "model_config": model_config,
+            "state_dict": model.state_dict(),
+            "history": dataclasses.asdict(history),
+            "train_config": dataclasses.asdict(config),
+            "torch_version": str(torch.__version__),
+            **extra,
+        },
+        path,
+    )
 
 
 def test_a_run_saved_by_the_old_writer_loads_and_resumes(tmp_path):
@@ -178,8 +188,16 @@ def test_a_run_saved_by_the_old_writer_loads_and_resumes(tmp_path):
     g = torch.Generator().manual_seed(5)
     torch.rand(2, generator=g)
     history = History(train_step=[1, 2], train_loss=[2.4, 2.3], train_seconds=[0.1, 0.2], val_step=[2], val_loss=[2.35], seconds=0.3)
-    old_train_save_checkpoint(tmp_path / "old.pt", model, optimizer, 2, history, config, [g],
-                              {"model_config": dataclasses.asdict(model.config), "tokenizer_chars": ["x", "y"], "samples": {0: "xy"}})
+    old_train_save_checkpoint(
+        tmp_path / "old.pt",
+        model,
+        optimizer,
+        2,
+        history,
+        config,
+        [g],
+        {"model_config": dataclasses.asdict(model.config), "tokenizer_chars": ["x", "y"], "samples": {0: "xy"}},
+    )
     expected = (torch.rand(3), torch.rand(3, generator=g))
 
     other = tiny_gpt()
@@ -201,8 +219,14 @@ def test_shipped_files_in_the_old_format_still_load(tmp_path):
     gpt = tiny_gpt()
     old_pretrained_save(tmp_path / "copy_gpt.pt", dataclasses.asdict(gpt.config), gpt, history, config, {"max_len": 3, "start": 10})
     lm = RecurrentLM(RNNConfig(11, embed_dim=4, hidden_size=8, cell="rnn"))
-    old_pretrained_save(tmp_path / "char_rnn.pt", {"vocab_size": 11, "embed_dim": 4, "hidden_size": 8, "cell": "rnn"}, lm, history, config,
-                        {"val_loss": 1.5, "block_size": 8})
+    old_pretrained_save(
+        tmp_path / "char_rnn.pt",
+        {"vocab_size": 11, "embed_dim": 4, "hidden_size": 8, "cell": "rnn"},
+        lm,
+        history,
+        config,
+        {"val_loss": 1.5, "block_size": 8},
+    )
     loaded_gpt, ckpt = load_gpt("copy_gpt", tmp_path)
     assert_same_weights(gpt, loaded_gpt)
     assert ckpt["max_len"] == 3 and ckpt["history"]["train_loss"] == [4.0, 3.9] and ckpt["train_config"]["steps"] == 2

@@ -37,7 +37,9 @@ def test_every_flag_has_help(parser):
 
 def test_argparse_lives_only_in_the_cli_module():
     package = Path(lmkit.__file__).parent
-    users = sorted(p.relative_to(package).as_posix() for p in package.rglob("*.py") if re.search(r"^\s*import argparse", p.read_text(), re.M))
+    users = sorted(
+        p.relative_to(package).as_posix() for p in package.rglob("*.py") if re.search(r"^\s*import argparse", p.read_text(), re.M)
+    )
     assert users == ["bundle.py", "cli.py"]
 
 
@@ -60,8 +62,9 @@ def test_samples_and_final_evaluation_are_optional(tmp_path, capsys):
     assert "no final evaluation" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("flags", "has_bias"), [([], True), (["--no-bias"], False), (["--preset", "modern"], False),
-                                                 (["--preset", "modern", "--bias"], True)])
+@pytest.mark.parametrize(
+    ("flags", "has_bias"), [([], True), (["--no-bias"], False), (["--preset", "modern"], False), (["--preset", "modern", "--bias"], True)]
+)
 def test_bias_flag_defaults_to_the_preset(tmp_path, flags, has_bias):
     ckpt = run_cli(tmp_path / "run.pt", "--steps", "1", "--warmup", "0", "--no-samples", "--no-final-eval", *flags)
     assert ckpt["model_config"]["bias"] is has_bias
@@ -87,7 +90,11 @@ def test_resume_gives_the_same_run_as_training_in_one_go(tmp_path):
 def test_resume_with_other_flags_is_refused(tmp_path, capsys):
     common = ["--steps", "4", "--warmup", "1", "--no-samples", "--no-final-eval"]
     run_cli(tmp_path / "run.pt", *common, "--stop-at", "2")
-    for flags, differ in [(["--lr", "0.01"], "lr differ"), (["--batch-size", "3"], "batch_size differ"), (["--steps", "8"], "steps differ")]:
+    for flags, differ in [
+        (["--lr", "0.01"], "lr differ"),
+        (["--batch-size", "3"], "batch_size differ"),
+        (["--steps", "8"], "steps differ"),
+    ]:
         with pytest.raises(SystemExit):
             run_cli(tmp_path / "run.pt", *common, *flags, "--resume")
         err = capsys.readouterr().err

@@ -28,9 +28,7 @@ def test_shakespeare_has_expected_length_and_checksum():
     # silently change every number quoted in the book.
     text = load_shakespeare()
     assert len(text) == 1115394
-    assert hashlib.sha256(text.encode("utf-8")).hexdigest() == (
-        "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
-    )
+    assert hashlib.sha256(text.encode("utf-8")).hexdigest() == ("86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed")
 
 
 def test_shakespeare_is_ascii():
@@ -223,4 +221,3 @@ def test_char_data_is_the_corpus_as_characters_split_90_10():
     assert train.ndim == val.ndim == 1 and len(train) + len(val) == len(text)
     assert len(train) == round(0.9 * len(text))  # contiguous: the last tenth is held out
     assert tokenizer.decode(train.tolist()) + tokenizer.decode(val.tolist()) == text
-

@@ -76,7 +76,9 @@ def test_a_missing_bwrap_is_refused_with_what_to_install(monkeypatch):
 
 @pytest.fixture(params=[pytest.param(True, marks=needs_bwrap, id="sandboxed"), pytest.param(False, id="unsandboxed")])
 def session(request):
-    s = Session(["f", "g", "mutate", "loop", "helper", "use_helper", "leak"], sandbox=request.param, call_timeout=3)  # start-up does not count
+    s = Session(
+        ["f", "g", "mutate", "loop", "helper", "use_helper", "leak"], sandbox=request.param, call_timeout=3
+    )  # start-up does not count
     s.namespace = {}
     yield s
     s.close()
@@ -91,7 +93,9 @@ def test_functions_run_in_the_worker_and_values_come_back(session):
 
 
 def test_a_submission_cannot_reach_the_graders_process(session):
-    session.run_cell("import builtins, torch\nbuiltins.abs = lambda x: 0\ntorch.allclose = lambda *a, **k: True\ndef f():\n    return 1", "1")
+    session.run_cell(
+        "import builtins, torch\nbuiltins.abs = lambda x: 0\ntorch.allclose = lambda *a, **k: True\ndef f():\n    return 1", "1"
+    )
     assert session.namespace["f"]() == 1
     assert abs(-2) == 2 and not torch.allclose(torch.zeros(1), torch.ones(1))
 
@@ -172,8 +176,11 @@ def test_judge_side_objects_are_called_back_and_see_every_call(session):
 
 
 def test_reference_helpers_and_blocks_apply_to_calls(session):
-    session.run_cell("import lmkit.baselines\ndef helper(x):\n    return 'mine'\ndef use_helper(x):\n    return helper(x)\n"
-                     "def leak(x):\n    return lmkit.baselines.accuracy([1], [1])", "1")
+    session.run_cell(
+        "import lmkit.baselines\ndef helper(x):\n    return 'mine'\ndef use_helper(x):\n    return helper(x)\n"
+        "def leak(x):\n    return lmkit.baselines.accuracy([1], [1])",
+        "1",
+    )
     from lmkit.grader import session as session_module
 
     session_module._active = session
@@ -225,7 +232,9 @@ def test_the_sandbox_hides_the_course_and_the_network():
         "        out['disk'] = 'wrote 1 GiB'\n"
         "    except OSError as e:\n"
         "        out['disk'] = type(e).__name__\n"
-        "    return out", "1")
+        "    return out",
+        "1",
+    )
     try:
         out = s.namespace["probe"](here)
     finally:

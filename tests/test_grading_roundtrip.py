@@ -27,8 +27,10 @@ from nbgrader.api import Gradebook, MissingEntry
 import submissions as S
 from course import ASSIGNMENTS, REPO, grade_id, new_course, replace_in_cell, run, solved, submit
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("bwrap") is None, reason="grading runs in bubblewrap: apt-get install bubblewrap")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("bwrap") is None, reason="grading runs in bubblewrap: apt-get install bubblewrap"),
+]
 # A short limit per call of a submission's code: the endless loop and the fork bomb each cost one.
 TIMEOUTS = ["--SandboxedExecute.call_timeout=5"]
 
@@ -37,7 +39,11 @@ def broken(aid: str) -> dict:
     """Submissions that are broken rather than wrong: they must cost only what they break."""
     if aid != "00_bag_of_words":
         first_cell, first_fn, _ = S.tasks(aid)[0]
-        return {"import_error": replace_in_cell(solved(aid), first_cell, f"def {first_fn}(", f"import lmkit.no_such_module\n\n\ndef {first_fn}(")}
+        return {
+            "import_error": replace_in_cell(
+                solved(aid), first_cell, f"def {first_fn}(", f"import lmkit.no_such_module\n\n\ndef {first_fn}("
+            )
+        }
     edited = solved(aid)
     next(c for c in edited.cells if grade_id(c) == "test_lexicon_score").source = "assert True  # no tests here"
     deleted = solved(aid)
@@ -72,8 +78,11 @@ class Listener:
 
 def tree_hash(root: Path, skip: tuple[str, ...]) -> dict[str, str]:
     """Hash of every file under root, except the top-level entries in ``skip``."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and p.relative_to(root).parts[0] not in skip}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.relative_to(root).parts[0] not in skip
+    }
 
 
 @pytest.fixture(scope="module", params=list(ASSIGNMENTS))
@@ -83,8 +92,13 @@ def graded(request, tmp_path_factory):
     course = new_course(tmp_path_factory.mktemp(aid))
     run("nbgrader", "generate_assignment", aid, cwd=course)
     listener = Listener()
-    subs = {"solution": solved(aid), "blank": S.blank(aid), "alternatives": S.alternatives(aid),
-            "thief": S.thief(aid), "anything": S.anything(aid)}
+    subs = {
+        "solution": solved(aid),
+        "blank": S.blank(aid),
+        "alternatives": S.alternatives(aid),
+        "thief": S.thief(aid),
+        "anything": S.anything(aid),
+    }
     expect_failing = {}
     for name in S.MUTANTS[aid]:
         subs[name], expect_failing[name] = S.mutant(aid, name)
@@ -105,10 +119,18 @@ def graded(request, tmp_path_factory):
                 continue
             scores[student] = {g.name: (g.score, g.max_score) for nb in sub.notebooks for g in nb.grades if g.cell.cell_type == "code"}
     leftovers = subprocess.run(["pgrep", "-u", "65534"], capture_output=True, text=True).stdout.split()
-    yield dict(aid=aid, course=course, subs=subs, proc=proc, scores=scores, expect_failing=expect_failing,
-               changed={k for k in before.keys() | after.keys() if before.get(k) != after.get(k)},
-               repo_changed=repo_before != tree_hash(REPO / "solutions", skip=()),
-               connections=listener.connections, leftovers=leftovers)
+    yield dict(
+        aid=aid,
+        course=course,
+        subs=subs,
+        proc=proc,
+        scores=scores,
+        expect_failing=expect_failing,
+        changed={k for k in before.keys() | after.keys() if before.get(k) != after.get(k)},
+        repo_changed=repo_before != tree_hash(REPO / "solutions", skip=()),
+        connections=listener.connections,
+        leftovers=leftovers,
+    )
     listener.sock.close()
 
 
@@ -122,7 +144,9 @@ def failed(scores: dict, student: str) -> set[str]:
 
 def autograded_output(course: Path, student: str, aid: str) -> str:
     nb = nbformat.read(course / "autograded" / student / aid / ASSIGNMENTS[aid], as_version=4)
-    return "\n".join(str(o.get("text", "")) + "\n".join(o.get("traceback", [])) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    return "\n".join(
+        str(o.get("text", "")) + "\n".join(o.get("traceback", [])) for c in nb.cells if c.cell_type == "code" for o in c.outputs
+    )
 
 
 def test_solution_gets_every_autograded_point(graded):
@@ -199,8 +223,10 @@ def test_feedback_names_the_mistake_without_grading_internals(graded):
     assert "lmkit/grader" not in html and "site-packages" not in html and str(course) not in html
     assert "white-space: pre-wrap" in html  # long messages wrap
     messages = autograded_output(course, "mistakes_a", aid)
-    named = {"03_attention": "Your result matches a common mistake: the scores are not divided by sqrt(d).",
-             "02_recurrent_networks": "rows are ordered i, f, g, o"}
+    named = {
+        "03_attention": "Your result matches a common mistake: the scores are not divided by sqrt(d).",
+        "02_recurrent_networks": "rows are ordered i, f, g, o",
+    }
     if aid in named:
         assert named[aid] in messages, messages
 

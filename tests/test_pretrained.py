@@ -116,7 +116,12 @@ def test_shipped_checkpoint_records_its_recipe(name):
     assert type(recipe.model)(**ckpt["model_config"]) == dataclasses.replace(recipe.model, vocab_size=vocab)
     without_progress = {k: v for k, v in ckpt["train_config"].items() if k != "progress"}
     assert without_progress == {k: v for k, v in dataclasses.asdict(recipe.train).items() if k != "progress"}
-    assert (ckpt["task"], ckpt["batch_size"], ckpt["seed"], ckpt["step"]) == (recipe.task, recipe.batch_size, recipe.seed, recipe.train.steps)
+    assert (ckpt["task"], ckpt["batch_size"], ckpt["seed"], ckpt["step"]) == (
+        recipe.task,
+        recipe.batch_size,
+        recipe.seed,
+        recipe.train.steps,
+    )
     assert ckpt["block_size"] == recipe.block_size if recipe.task == "chars" else ckpt["max_len"] == recipe.max_len
     assert ("samples" in ckpt) == recipe.record_samples
 

@@ -9,7 +9,14 @@ import pytest
 from course import ASSIGNMENTS, REPO, assignments, run
 
 pytestmark = pytest.mark.slow
-LEAKS = ["BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "Rubric (instructors only", "import lmkit.baselines as _ref", "_BPE().train"]
+LEAKS = [
+    "BEGIN SOLUTION",
+    "END SOLUTION",
+    "BEGIN HIDDEN TESTS",
+    "Rubric (instructors only",
+    "import lmkit.baselines as _ref",
+    "_BPE().train",
+]
 
 
 @pytest.mark.parametrize("aid", list(ASSIGNMENTS))

@@ -147,8 +147,7 @@ def test_cell_gradients_match_torch(kind):
         loss = sum((w * o).sum() for w, o in zip(weights, as_tuple(out)))
         loss.backward()
         grads.append(
-            {"x": x_.grad, **{f"state{i}": s.grad for i, s in enumerate(state_)}}
-            | {name: p.grad for name, p in cell.named_parameters()}
+            {"x": x_.grad, **{f"state{i}": s.grad for i, s in enumerate(state_)}} | {name: p.grad for name, p in cell.named_parameters()}
         )
     ours_grads, torch_grads = grads
     assert ours_grads.keys() == torch_grads.keys()
@@ -166,9 +165,7 @@ def test_lstm_gates_follow_torch_row_order():
 
     def pre(k):
         rows = slice(k * H, (k + 1) * H)
-        return (
-            x @ cell.weight_ih[rows].T + cell.bias_ih[rows] + h @ cell.weight_hh[rows].T + cell.bias_hh[rows]
-        ).detach()
+        return (x @ cell.weight_ih[rows].T + cell.bias_ih[rows] + h @ cell.weight_hh[rows].T + cell.bias_hh[rows]).detach()
 
     with torch.no_grad():
         gates = cell.gates(x, (h, c))

@@ -49,8 +49,16 @@ def old_generate(model, prompt_ids, max_new_tokens, temperature=1.0, top_k=None,
     return out
 
 
-@pytest.mark.parametrize("kwargs", [{"temperature": 0}, {"temperature": 0.8, "seed": 0}, {"temperature": 1.1, "top_k": 4, "seed": 3},
-                                    {"temperature": 0.9, "top_p": 0.7, "seed": 5}], ids=repr)
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"temperature": 0},
+        {"temperature": 0.8, "seed": 0},
+        {"temperature": 1.1, "top_k": 4, "seed": 3},
+        {"temperature": 0.9, "top_p": 0.7, "seed": 5},
+    ],
+    ids=repr,
+)
 def test_generate_gives_the_same_tokens_as_before(kwargs):
     model = GPT(GPTConfig(vocab_size=11, context=24, d_model=16, n_layers=1, n_heads=2)).eval()
     with torch.no_grad():
@@ -71,7 +79,11 @@ def test_recurrent_generate_gives_the_same_tokens_as_before():
             h, tokens = out[:, -1], [prompt]
             for _ in range(15):
                 logits = model.head(h)
-                nxt = logits.argmax(-1, keepdim=True) if temperature == 0 else torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=g)
+                nxt = (
+                    logits.argmax(-1, keepdim=True)
+                    if temperature == 0
+                    else torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=g)
+                )
                 tokens.append(nxt)
                 state = model.rnn.cell(model.embed(nxt[:, 0]), state)
                 h = state[0]

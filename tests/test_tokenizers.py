@@ -112,7 +112,7 @@ def test_bpe_train_encode_decode_on_the_classic_example():
 
 
 def test_bpe_decode_joins_bytes_before_decoding():
-    assert bpe_decode(list("é".encode("utf-8")), {}) == "é"  # one character cut over two tokens
+    assert bpe_decode(list("é".encode()), {}) == "é"  # one character cut over two tokens
     assert bpe_decode([0xC3], {}) == "\ufffd"
 
 
@@ -257,9 +257,7 @@ def trained(sample) -> dict[str, BPETokenizer]:
         "none": BPETokenizer(None).train(text, vocab_size=256 + 100),
         "gpt2": BPETokenizer(GPT2_SPLIT_PATTERN).train(text, vocab_size=256 + 100),
         "gpt2+special": BPETokenizer(GPT2_SPLIT_PATTERN).train((text + EOT) * 2, vocab_size=256 + 101, special_tokens=[EOT]),
-        "gpt4+special": BPETokenizer(GPT4_SPLIT_PATTERN).train(
-            (text + EOT) * 2, vocab_size=256 + 102, special_tokens=[EOT, PAD]
-        ),
+        "gpt4+special": BPETokenizer(GPT4_SPLIT_PATTERN).train((text + EOT) * 2, vocab_size=256 + 102, special_tokens=[EOT, PAD]),
     }
 
 
@@ -683,7 +681,10 @@ def hf_train(text, vocab_size, special_tokens=()):
     hf = pytest.importorskip("tokenizers")
     tok = hf_byte_level(hf.models.BPE())
     trainer = hf.trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=list(special_tokens), initial_alphabet=hf.pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+        vocab_size=vocab_size,
+        special_tokens=list(special_tokens),
+        initial_alphabet=hf.pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     tok.train_from_iterator([text], trainer=trainer)
     return tok

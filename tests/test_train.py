@@ -21,7 +21,6 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 from lmkit.rnn import RecurrentLM, RNNConfig
 from lmkit.train import History, TrainConfig, bits, evaluate, evaluate_lm, lr_at, make_optimizer, resume, train
 
-
 pytestmark = pytest.mark.usefixtures("seeded_single_thread")
 
 

@@ -17,7 +17,6 @@ import ipywidgets as widgets
 import plotly.graph_objects as go
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lmkit.attention import causal_mask

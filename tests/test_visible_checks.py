@@ -25,10 +25,14 @@ def as_student(aid: str, submission: nbformat.NotebookNode) -> nbformat.Notebook
 
 
 def failing_tests(aid: str, nb: nbformat.NotebookNode) -> set[str]:
-    NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
-                   resources={"metadata": {"path": str(REPO / "exercises" / aid)}}).execute()
-    return {grade_id(c) for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")
-            and any(o.output_type == "error" for o in c.outputs)}
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", allow_errors=True, resources={"metadata": {"path": str(REPO / "exercises" / aid)}}
+    ).execute()
+    return {
+        grade_id(c)
+        for c in nb.cells
+        if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade") and any(o.output_type == "error" for o in c.outputs)
+    }
 
 
 @pytest.mark.parametrize("aid", list(ASSIGNMENTS))
@@ -45,5 +49,7 @@ def test_every_assignment_has_mistakes_and_alternatives():
     # A new folder in solutions/ is a new assignment: its classic mistakes and valid alternatives belong in submissions.py.
     for table in ("MUTANTS", "ALTERNATIVES"):
         keys = set(getattr(S, table))
-        assert keys == set(ASSIGNMENTS), (f"tests/submissions.py {table}: no entry for {sorted(set(ASSIGNMENTS) - keys)}, "
-                                          f"no assignment for {sorted(keys - set(ASSIGNMENTS))} (CONTRIBUTING.md, 'Adding a chapter')")
+        assert keys == set(ASSIGNMENTS), (
+            f"tests/submissions.py {table}: no entry for {sorted(set(ASSIGNMENTS) - keys)}, "
+            f"no assignment for {sorted(keys - set(ASSIGNMENTS))} (CONTRIBUTING.md, 'Adding a chapter')"
+        )

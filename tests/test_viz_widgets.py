@@ -22,7 +22,16 @@ from docutils import nodes
 import lmkit.viz  # noqa: F401  (registers the "lmkit" renderer)
 from lmkit._mystnb import PLOTLY_MIME, PlotlyMimeRenderer
 from lmkit.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
-from lmkit.viz import PlotlyJSONRenderer, bpe_steps_figure, compare_tokenizers_html, embedding_scatter, heatmap, pca_2d, text_slider, tokens_html
+from lmkit.viz import (
+    PlotlyJSONRenderer,
+    bpe_steps_figure,
+    compare_tokenizers_html,
+    embedding_scatter,
+    heatmap,
+    pca_2d,
+    text_slider,
+    tokens_html,
+)
 from lmkit.widgets import tokenizer_explorer
 
 TEXT = "To be, or not to be: that is the question. Whether 'tis nobler in the mind to suffer\n" * 3

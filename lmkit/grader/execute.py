@@ -37,10 +37,14 @@ def defined_names(source: str) -> list[str]:
 class SandboxedExecute(Execute):
     """Execute a submission for grading without letting it touch the grading."""
 
-    sandbox = Bool(True, help="Run each submission inside bubblewrap (see lmkit.grader.sandbox). "
-                              "False grades without isolation: only for submissions you trust.").tag(config=True)
-    call_timeout = Float(25.0, help="Seconds one of the submission's cells or function calls may run "
-                                    "(keep it below Execute.timeout).").tag(config=True)
+    sandbox = Bool(
+        True,
+        help="Run each submission inside bubblewrap (see lmkit.grader.sandbox). "
+        "False grades without isolation: only for submissions you trust.",
+    ).tag(config=True)
+    call_timeout = Float(25.0, help="Seconds one of the submission's cells or function calls may run (keep it below Execute.timeout).").tag(
+        config=True
+    )
     memory_limit_mib = Integer(6144, help="Address-space limit of a submission's process, in MiB.").tag(config=True)
     cpu_limit_s = Integer(600, help="CPU seconds a submission's process may use in all.").tag(config=True)
 
@@ -52,12 +56,20 @@ class SandboxedExecute(Execute):
             source_nb = gb.find_notebook(info["notebook"], info["assignment"])
             source = {c.name: c for c in source_nb.source_cells}
             tests = {c.name for c in source_nb.grade_cells} - {c.name for c in source_nb.solution_cells}
-            tasks = sorted({name for c in source_nb.solution_cells if c.name in source and source[c.name].cell_type == "code"
-                            for name in defined_names(source[c.name].source)})
+            tasks = sorted(
+                {
+                    name
+                    for c in source_nb.solution_cells
+                    if c.name in source and source[c.name].cell_type == "code"
+                    for name in defined_names(source[c.name].source)
+                }
+            )
             trusted = {name: c.source for name, c in source.items() if c.cell_type == "code" and (c.locked or name in tests)}
         limits = sbx.Limits(cpu_seconds=self.cpu_limit_s, memory_bytes=self.memory_limit_mib * 2**20)
-        options = (f"sandbox={self.sandbox!r}, call_timeout={self.call_timeout!r}, "
-                   f"limits=__import__('lmkit.grader.sandbox').grader.sandbox.Limits(**{vars(limits)!r})")
+        options = (
+            f"sandbox={self.sandbox!r}, call_timeout={self.call_timeout!r}, "
+            f"limits=__import__('lmkit.grader.sandbox').grader.sandbox.Limits(**{vars(limits)!r})"
+        )
         shown = []  # what each code cell should show after grading
         for index, cell in enumerate(nb.cells):
             if cell.cell_type != "code":
@@ -72,8 +84,12 @@ class SandboxedExecute(Execute):
             else:
                 shown.append((cell, cell.source))
                 cell.source = f"__grader__.run_cell({cell.source!r}, {label!r})"
-        nb.cells.insert(0, NotebookNode(cell_type="code", source=PRELUDE.format(tasks=tasks, options=options),
-                                        metadata={}, outputs=[], execution_count=None))
+        nb.cells.insert(
+            0,
+            NotebookNode(
+                cell_type="code", source=PRELUDE.format(tasks=tasks, options=options), metadata={}, outputs=[], execution_count=None
+            ),
+        )
         try:
             nb, resources = super().preprocess(nb, resources)
         finally:

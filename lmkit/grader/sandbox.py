@@ -16,9 +16,9 @@ import resource
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import lmkit
 
@@ -52,9 +52,14 @@ class Limits:
 
     def apply(self) -> None:
         """Set the limits on the current process (called in the child before exec)."""
-        for rlimit, value in ((resource.RLIMIT_CPU, self.cpu_seconds), (resource.RLIMIT_AS, self.memory_bytes),
-                              (resource.RLIMIT_NPROC, self.processes), (resource.RLIMIT_FSIZE, self.file_bytes),
-                              (resource.RLIMIT_NOFILE, self.open_files), (resource.RLIMIT_CORE, 0)):
+        for rlimit, value in (
+            (resource.RLIMIT_CPU, self.cpu_seconds),
+            (resource.RLIMIT_AS, self.memory_bytes),
+            (resource.RLIMIT_NPROC, self.processes),
+            (resource.RLIMIT_FSIZE, self.file_bytes),
+            (resource.RLIMIT_NOFILE, self.open_files),
+            (resource.RLIMIT_CORE, 0),
+        ):
             resource.setrlimit(rlimit, (value, value))
         os.setsid()
 
@@ -101,22 +106,55 @@ def command(argv: Sequence[str], limits: Limits, scratch: str = "/tmp") -> list[
     for path in readable_paths():
         args += _dirs_for(path, Path(scratch)) + ["--ro-bind", str(path), str(path)]
     args += [
-        "--proc", "/proc", "--dev", "/dev",
-        "--chdir", scratch, "--setenv", "HOME", scratch, "--setenv", "TMPDIR", scratch,
-        "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-        "--die-with-parent", "--new-session", "--hostname", "sandbox",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--chdir",
+        scratch,
+        "--setenv",
+        "HOME",
+        scratch,
+        "--setenv",
+        "TMPDIR",
+        scratch,
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--die-with-parent",
+        "--new-session",
+        "--hostname",
+        "sandbox",
     ]
     if os.geteuid() == 0:  # never run submissions as root: become `nobody`, with no capabilities
-        args += [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                 "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all"]
+        args += [
+            setpriv,
+            f"--reuid={NOBODY}",
+            f"--regid={NOBODY}",
+            "--clear-groups",
+            "--no-new-privs",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ]
     else:  # an unprivileged instructor: bwrap already runs the worker as them, without capabilities
         args += ["--cap-drop", "ALL"]
     return args + list(argv)
 
 
-def popen(argv: Sequence[str], *, limits: Limits, sandbox: bool, pass_fds: Sequence[int], env: dict[str, str],
-          cwd: str) -> subprocess.Popen:
+def popen(
+    argv: Sequence[str], *, limits: Limits, sandbox: bool, pass_fds: Sequence[int], env: dict[str, str], cwd: str
+) -> subprocess.Popen:
     """Start ``argv`` (sandboxed unless ``sandbox`` is False; then in ``cwd``) with its output on one pipe."""
     full = command(argv, limits) if sandbox else list(argv)
-    return subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            pass_fds=pass_fds, env=env, preexec_fn=limits.apply, cwd=cwd)
+    return subprocess.Popen(
+        full,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        pass_fds=pass_fds,
+        env=env,
+        preexec_fn=limits.apply,
+        cwd=cwd,
+    )

@@ -23,8 +23,9 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -35,8 +36,11 @@ STARTUP_TIMEOUT = 120  # seconds for a worker to import torch on a busy machine;
 OUTPUT_LIMIT = 10_000  # characters of a submission's printed output kept per cell or call
 _active: Session | None = None
 # Exceptions a submission may raise that a test can catch as themselves (e.g. `except ValueError`).
-_PASS_THROUGH = {name for name in dir(builtins) if isinstance(getattr(builtins, name), type)
-                 and issubclass(getattr(builtins, name), Exception) and not name.startswith("_")}
+_PASS_THROUGH = {
+    name
+    for name in dir(builtins)
+    if isinstance(getattr(builtins, name), type) and issubclass(getattr(builtins, name), Exception) and not name.startswith("_")
+}
 
 
 def current() -> Session | None:
@@ -72,8 +76,9 @@ class Session:
     """One submission's grading: its worker process, the stand-ins for its functions,
     and what the current test cell asks of calls (blocked references, reference helpers)."""
 
-    def __init__(self, task_names: list[str], *, sandbox: bool = True, call_timeout: float = 25.0,
-                 limits: sbx.Limits | None = None) -> None:
+    def __init__(
+        self, task_names: list[str], *, sandbox: bool = True, call_timeout: float = 25.0, limits: sbx.Limits | None = None
+    ) -> None:
         if call_timeout <= 0:
             raise ValueError(f"call_timeout must be positive, got {call_timeout}")
         self.task_names = set(task_names)
@@ -108,16 +113,21 @@ class Session:
         parent, child = socket.socketpair()
         # A clean environment: none of the instructor's variables (tokens, paths) reach the submission.
         # One thread: the exercises' tensors are small, and the worker must not starve the grading kernel.
-        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
-               "OMP_NUM_THREADS": "1"}
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1"}
         env.update({k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")})  # settings some CPUs need
         cwd = "/"
         if not self.sandboxed:
             self._scratch = cwd = tempfile.mkdtemp(prefix="lmkit-worker-")
             env["HOME"] = cwd
         try:
-            self._proc = sbx.popen([sys.executable, "-m", "lmkit.grader.worker", str(child.fileno())],
-                                   limits=self.limits, sandbox=self.sandboxed, pass_fds=[child.fileno()], env=env, cwd=cwd)
+            self._proc = sbx.popen(
+                [sys.executable, "-m", "lmkit.grader.worker", str(child.fileno())],
+                limits=self.limits,
+                sandbox=self.sandboxed,
+                pass_fds=[child.fileno()],
+                env=env,
+                cwd=cwd,
+            )
         finally:
             child.close()
         os.set_blocking(self._proc.stdout.fileno(), False)
@@ -242,8 +252,11 @@ class Session:
                 value = wire.JudgeSide(value)
             reply = {"op": "result", "value": value}
         except Exception as exc:
-            reply = {"op": "error", "type": type(exc).__name__ if type(exc).__name__ in _PASS_THROUGH else "RuntimeError",
-                     "message": str(exc)}
+            reply = {
+                "op": "error",
+                "type": type(exc).__name__ if type(exc).__name__ in _PASS_THROUGH else "RuntimeError",
+                "message": str(exc),
+            }
         assert self._conn is not None
         self._conn.send_bytes(self._outbox.dumps(reply))
 
@@ -279,10 +292,19 @@ class Session:
         """Call the submission's ``name``; with ``backward``, also backpropagate the sum of its
         output there and set ``.grad`` on the input tensors here."""
         self._ensure_worker()
-        message = {"op": "call", "name": name, "args": args, "kwargs": kwargs, "seed": next(self._calls),
-                   "blocked": list(self.blocked), "overrides": dict(self.cell_overrides), "backward": backward,
-                   "grads": [{n: p.grad for n, p in v.named_parameters()} if isinstance(v, torch.nn.Module) else None
-                             for v in [*args, *kwargs.values()]]}
+        message = {
+            "op": "call",
+            "name": name,
+            "args": args,
+            "kwargs": kwargs,
+            "seed": next(self._calls),
+            "blocked": list(self.blocked),
+            "overrides": dict(self.cell_overrides),
+            "backward": backward,
+            "grads": [
+                {n: p.grad for n, p in v.named_parameters()} if isinstance(v, torch.nn.Module) else None for v in [*args, *kwargs.values()]
+            ],
+        }
         reply, output = self._exchange(message, self.call_timeout)
         if output:
             print(f"[output of your {name}]\n{output}", end="" if output.endswith("\n") else "\n")
@@ -334,8 +356,9 @@ def _copy_back(values: list[Any], states: Any) -> None:
                             raise ValueError(f"the gradient of {name} has the wrong shape")
                         p.grad = None if g is None else g.to(p.dtype)
             except Exception as exc:
-                raise StudentError(f"the {type(value).__name__} your function returned to the grader does not fit the "
-                                   f"one it was given: {str(exc)[:300]}") from None
+                raise StudentError(
+                    f"the {type(value).__name__} your function returned to the grader does not fit the one it was given: {str(exc)[:300]}"
+                ) from None
 
 
 class _Output:
@@ -354,7 +377,7 @@ class _Output:
             if not chunk:
                 return
             room = OUTPUT_LIMIT - len(self.kept)
-            self.kept += chunk[:max(room, 0)]
+            self.kept += chunk[: max(room, 0)]
             self.dropped += max(len(chunk) - max(room, 0), 0)
 
     def text(self) -> str:
@@ -365,6 +388,7 @@ class _Output:
 
 
 # ---- tracebacks a student can read -------------------------------------------------
+
 
 def _clean_traceback(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None) -> list[str]:
     """Show the test's own line(s), the message, and the student's traceback; no grading internals."""

@@ -16,7 +16,8 @@ import dataclasses
 import io
 import pickle
 import types
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,6 +58,7 @@ def is_plain(x: Any, depth: int = 0) -> bool:
 
 
 # ---- judge -> worker -------------------------------------------------------------
+
 
 def _stays_with_judge(obj: Any) -> bool:
     if isinstance(obj, JudgeSide):
@@ -122,6 +124,7 @@ def loads_trusted(data: bytes, stub: Callable[[int], Any], cache: dict[int, Any]
 
 # ---- worker -> judge ------------------------------------------------------------
 
+
 def encode(x: Any, handle_of: Callable[[Any], int | None], depth: int = 0) -> Any:
     """Reduce a value to what ``torch.load(weights_only=True)`` can read."""
     if depth > 50:
@@ -176,7 +179,7 @@ def _decode(x: Any, resolve: Callable[[int], Any], depth: int) -> Any:
         return tuple(_decode(v, resolve, depth + 1) for v in x)
     if isinstance(x, dict):
         if len(x) == 1:
-            (tag, value), = x.items()
+            ((tag, value),) = x.items()
             if tag == "__handle__" and isinstance(value, int):
                 return resolve(value)
             if tag == "__ndarray__" and isinstance(value, torch.Tensor):

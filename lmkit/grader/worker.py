@@ -13,8 +13,9 @@ import linecache
 import random
 import sys
 import traceback
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch

@@ -12,7 +12,7 @@ the tests hold the two to each other.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 import regex
 

@@ -13,7 +13,7 @@ import json
 import os
 import warnings
 from collections import Counter
-from typing import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import regex
 
@@ -179,8 +179,7 @@ class BPETokenizer:
             raise ValueError("special tokens must be non-empty strings")
         if vocab_size < 256 + len(special_tokens):
             raise ValueError(
-                f"vocab_size={vocab_size} is too small: byte-level BPE needs 256 byte tokens "
-                f"plus {len(special_tokens)} special token(s)"
+                f"vocab_size={vocab_size} is too small: byte-level BPE needs 256 byte tokens plus {len(special_tokens)} special token(s)"
             )
         # Special tokens are cut out of the training text so no merge touches them.
         # Longest first, so a special token that extends another is cut out whole.
@@ -197,7 +196,10 @@ class BPETokenizer:
         for k in range(n_merges):
             best = index.most_frequent()
             if best is None:
-                warnings.warn(f"training text ran out of pairs after {k} merges; vocab_size is {256 + k + len(special_tokens)}, not {vocab_size}", stacklevel=2)
+                warnings.warn(
+                    f"training text ran out of pairs after {k} merges; vocab_size is {256 + k + len(special_tokens)}, not {vocab_size}",
+                    stacklevel=2,
+                )
                 break
             pair, count = best
             new_id = 256 + k
@@ -344,7 +346,9 @@ class BPETokenizer:
     def save(self, path: str | os.PathLike) -> None:
         """Write the tokenizer to a JSON file."""
         if not self._numbered_as_trained(len(self.merges)):
-            raise ValueError("this tokenizer keeps the ids of the GPT-2 files it was read from, which this format cannot record: use save_gpt2")
+            raise ValueError(
+                "this tokenizer keeps the ids of the GPT-2 files it was read from, which this format cannot record: use save_gpt2"
+            )
         state = {
             "format": "lmkit-bpe",
             "version": 1,

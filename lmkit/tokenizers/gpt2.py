@@ -53,7 +53,9 @@ def save_gpt2(tokenizer: BPETokenizer, directory: str | os.PathLike) -> tuple[Pa
     vocab_path, merges_path = directory / "vocab.json", directory / "merges.txt"
     with open(vocab_path, "w", encoding="utf-8") as f:
         json.dump(dict(sorted(vocab.items(), key=lambda kv: kv[1])), f, ensure_ascii=False)
-    lines = [MERGES_HEADER] + [f"{_spelled(tokenizer.vocab[a], stand_in)} {_spelled(tokenizer.vocab[b], stand_in)}" for a, b in tokenizer.merges]
+    lines = [MERGES_HEADER] + [
+        f"{_spelled(tokenizer.vocab[a], stand_in)} {_spelled(tokenizer.vocab[b], stand_in)}" for a, b in tokenizer.merges
+    ]
     merges_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return vocab_path, merges_path
 

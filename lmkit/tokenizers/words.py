@@ -6,7 +6,7 @@ Taught in chapter 1 (language as data); exercise 01 builds both from scratch.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import regex
 
