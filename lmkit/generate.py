@@ -1,4 +1,7 @@
-"""Sampling text from a language model: greedy, temperature, top-k, top-p, with a KV cache."""
+"""Sampling text from a language model: greedy, temperature, top-k, top-p, with a KV cache.
+
+Taught in chapter 4 (sampling and the KV cache); exercise 04 writes its own
+`next_token_probs` and `generate_greedy`."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from lmkit.losses import IGNORE_INDEX
 from lmkit.tasks import PAD, START, copy_lm_batch, copy_lm_prompt
 
 
@@ -14,7 +15,7 @@ def test_copy_lm_batch_layout(pad_to):
     src = x[:, :4]
     assert (x[:, 4:P] == PAD).all() and (x[:, P] == START).all()
     assert (x[:, P + 1 :] == src[:, :-1]).all()  # the copy so far, teacher-forced
-    assert (y[:, :P] == -100).all()  # nothing to predict before START
+    assert (y[:, :P] == IGNORE_INDEX).all()  # nothing to predict before START
     assert (y[:, P:] == src).all()  # after START: the source, digit by digit
     assert torch.equal(copy_lm_prompt(src, pad_to), x[:, : P + 1])
 
