@@ -78,14 +78,13 @@ DEPTHS = [1, 2, 4]
 DEPTH_SWEEP = dataclasses.replace(
     BABY_GPT, train=dataclasses.replace(BABY_GPT.train, warmup=50, eval_every=500), record_samples=False, checkpoint_every=None
 )
-NAMES = [*RECIPES, "depth_sweep"]
 
 
 def build(name: str, steps: int | None = None, out_dir: Path = CHECKPOINT_DIR, progress: bool = True) -> Path:
     """Train the shipped model ``name`` (``steps`` for a quick trial instead of the recipe's)
     into ``out_dir``; returns the file written."""
-    if name == "depth_sweep":
-        return build_depth_sweep(steps, out_dir, progress)
+    if name in SWEEPS:
+        return SWEEPS[name](steps, out_dir, progress)
     if name not in RECIPES:
         raise ValueError(f"unknown checkpoint {name!r}; choose from {NAMES}")
     path = out_dir / f"{name}.pt"
@@ -108,6 +107,13 @@ def build_depth_sweep(steps: int | None = None, out_dir: Path = CHECKPOINT_DIR, 
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"steps": recipe.train.steps, "results": results}, indent=1))
     return out
+
+
+# Precomputed experiments the book reads (results only, no weights): name -> builder(steps, out_dir, progress).
+SWEEPS: dict[str, Callable[[int | None, Path, bool], Path]] = {
+    "depth_sweep": build_depth_sweep,
+}
+NAMES = [*RECIPES, *SWEEPS]
 
 
 def _adjusted(recipe: Recipe, steps: int | None, progress: bool) -> Recipe:
