@@ -22,8 +22,10 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
+import torch
 from torch import nn
 
+from lmkit.baselines import SENTIMENT_TRAIN, predict_sentiment, sentiment_split, sentiment_words, train_sentiment_lstm
 from lmkit.checkpoint import load_checkpoint
 from lmkit.recipes import BABY_GPT, Recipe, run
 from lmkit.rnn import EncoderDecoder, RecurrentLM, RNNConfig
@@ -109,9 +111,44 @@ def build_depth_sweep(steps: int | None = None, out_dir: Path = CHECKPOINT_DIR, 
     return out
 
 
+# Chapter 2's sentiment LSTM over several seeds, with the words of each sentence in order or shuffled.
+SENTIMENT_SEEDS = list(range(6))
+
+
+def build_sentiment_sweep(steps: int | None = None, out_dir: Path = CHECKPOINT_DIR, progress: bool = True) -> Path:
+    """Chapter 2's sentiment LSTM trained with each seed in ``SENTIMENT_SEEDS``, scored on the
+    course's held-out split: as trained, on held-out sentences with their words shuffled, and
+    trained and scored on shuffled sentences. Records which held-out sentences each got right."""
+    config = SENTIMENT_TRAIN if steps is None else dataclasses.replace(SENTIMENT_TRAIN, steps=steps, eval_every=steps)
+    train_ex, held_out = sentiment_split()
+    words = sentiment_words(train_ex)
+    labels = [ex.label for ex in held_out]
+    results = []
+    for seed in SENTIMENT_SEEDS:
+        row: dict = {"seed": seed}
+        for name, shuffled_training in [("ordered", False), ("shuffled_training", True)]:
+            model, history = train_sentiment_lstm(train_ex, words, seed=seed, shuffle_words=shuffled_training, config=config)
+            tests = {"held_out": None, "held_out_shuffled": torch.Generator().manual_seed(1000 + seed)}
+            for test, shuffle in tests.items():
+                if shuffled_training and shuffle is None:
+                    continue  # a model trained without order is scored on shuffled sentences only
+                preds = predict_sentiment(model, words, held_out, shuffle)
+                row[f"{name}/{test}"] = "".join(str(int(p == y)) for p, y in zip(preds, labels))  # 1 = right
+            row[f"{name}/seconds"] = history.seconds
+        results.append(row)
+        if progress:
+            print(f"seed {seed}: " + ", ".join(f"{k} {v.count('1') / len(v):.3f}" for k, v in row.items() if isinstance(v, str)))
+    out = out_dir / "sentiment_sweep.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    info = {"steps": config.steps, "n_held_out": len(held_out), "vocab_size": words.vocab_size, "results": results}
+    out.write_text(json.dumps(info, indent=1))
+    return out
+
+
 # Precomputed experiments the book reads (results only, no weights): name -> builder(steps, out_dir, progress).
 SWEEPS: dict[str, Callable[[int | None, Path, bool], Path]] = {
     "depth_sweep": build_depth_sweep,
+    "sentiment_sweep": build_sentiment_sweep,
 }
 NAMES = [*RECIPES, *SWEEPS]
 

@@ -7,13 +7,29 @@ lexicon or the split shows up here.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
-from lmkit.baselines import BigramLM, accuracy, bow_tokenize, lexicon_predict, lexicon_score, sentiment_split
-from lmkit.data import load_lexicon, load_sentiment
+from lmkit.baselines import (
+    SENTIMENT_TRAIN,
+    BigramLM,
+    accuracy,
+    accuracy_interval,
+    bow_tokenize,
+    lexicon_predict,
+    lexicon_score,
+    pad_sentences,
+    paired_bootstrap,
+    predict_sentiment,
+    sentiment_split,
+    sentiment_words,
+    train_sentiment_lstm,
+)
+from lmkit.data import Example, load_lexicon, load_sentiment
+from lmkit.tokenizers import WordTokenizer
 
 POS = {"good", "great", "well-made"}
 NEG = {"bad", "awful", "don't"}
@@ -226,3 +242,51 @@ def test_bigram_rejects_bad_sizes_and_first_ids():
         BigramLM(0)
     with pytest.raises(ValueError, match="first"):
         BigramLM(3).sample(first=3, n=1)
+
+
+# --- comparing classifiers fairly ----------------------------------------------------------
+
+
+def test_accuracy_interval_matches_the_wilson_formula_worked_by_hand():
+    # 450 of 600 right, z = 1.96: centre (0.75 + 0.0032013) / 1.0064027 = 0.748410,
+    # half-width 1.96 * sqrt(0.1875 / 600 + 3.8416 / 1440000) / 1.0064027 = 0.034574.
+    lo, hi = accuracy_interval(450, 600)
+    assert lo == pytest.approx(0.748410 - 0.034574, abs=1e-5)
+    assert hi == pytest.approx(0.748410 + 0.034574, abs=1e-5)
+    assert accuracy_interval(0, 10)[0] == pytest.approx(0.0, abs=1e-12)  # never below 0
+    with pytest.raises(ValueError, match="correct"):
+        accuracy_interval(11, 10)
+
+
+def test_paired_bootstrap_is_zero_for_equal_classifiers_and_brackets_a_real_gap():
+    a = [1, 0] * 200
+    assert paired_bootstrap(a, a) == (0.0, 0.0)
+    better = [1] * 400  # right everywhere the other is, and on its 200 mistakes too: gap 0.5
+    lo, hi = paired_bootstrap(better, a)
+    assert 0.4 < lo < 0.5 < hi < 0.6
+    with pytest.raises(ValueError, match="equal length"):
+        paired_bootstrap([1], [1, 0])
+
+
+def test_pad_sentences_pads_with_zero_and_shuffling_keeps_each_bag_of_words():
+    examples = [Example("good good bad film", 1, "imdb"), Example("bad", 0, "imdb")]
+    words = WordTokenizer(lowercase=True).train("good bad film good bad film")
+    X, L, Y = pad_sentences(examples, words)
+    assert X.shape == (2, 4) and L.tolist() == [4, 1] and Y.tolist() == [1, 0]
+    assert X[1, 1:].tolist() == [0, 0, 0]  # padding after the one real token
+    Xs, Ls, _ = pad_sentences(examples, words, shuffle=torch.Generator().manual_seed(3))
+    assert Ls.tolist() == [4, 1] and sorted(Xs[0].tolist()) == sorted(X[0].tolist())
+    orders = {tuple(pad_sentences(examples, words, torch.Generator().manual_seed(s))[0][0].tolist()) for s in range(10)}
+    assert len(orders) > 1  # the order really changes
+
+
+def test_sentiment_lstm_trains_and_predicts_one_label_per_sentence():
+    train_ex, held_out = sentiment_split()
+    words = sentiment_words(train_ex)
+    config = dataclasses.replace(SENTIMENT_TRAIN, steps=3, eval_every=3)
+    model, history = train_sentiment_lstm(train_ex[:100], words, seed=1, config=config)
+    again, _ = train_sentiment_lstm(train_ex[:100], words, seed=1, config=config)
+    preds = predict_sentiment(model, words, held_out[:20])
+    assert history.train_step == [1, 2, 3] and not model.training
+    assert len(preds) == 20 and set(preds) <= {0, 1}
+    assert preds == predict_sentiment(again, words, held_out[:20])  # the seed fixes the run

@@ -160,3 +160,27 @@ def test_course_gpt_matches_the_baby_gpt_yardstick(val_data):
     modern, modern_ckpt = load_gpt("gpt_shakespeare_modern")
     assert modern.config.positions == "rope" and modern.config.norm == "rmsnorm" and modern.config.mlp == "swiglu"
     assert abs(modern.num_parameters() - model.num_parameters()) < 0.01 * model.num_parameters()
+
+
+def test_sentiment_sweep_trial_records_every_seed_and_condition(tmp_path, monkeypatch):
+    monkeypatch.setattr("lmkit.pretrained.SENTIMENT_SEEDS", [0, 1])
+    pretrained_main(["--only", "sentiment_sweep", "--steps", "2", "--out", str(tmp_path), "--quiet"])
+    sweep = json.loads((tmp_path / "sentiment_sweep.json").read_text())
+    assert sweep["steps"] == 2 and [r["seed"] for r in sweep["results"]] == [0, 1]
+    for r in sweep["results"]:
+        for key in ("ordered/held_out", "ordered/held_out_shuffled", "shuffled_training/held_out_shuffled"):
+            assert len(r[key]) == sweep["n_held_out"] == 600 and set(r[key]) <= {"0", "1"}
+
+
+@pytest.mark.slow  # one training of the classifier, about 15 s
+def test_shipped_sentiment_sweep_scores_what_its_seed_scores():
+    """The chapter quotes the sweep: seed 0, retrained here, must get the same sentences right."""
+    from lmkit.baselines import predict_sentiment, sentiment_split, sentiment_words, train_sentiment_lstm
+
+    sweep = json.loads((CHECKPOINT_DIR / "sentiment_sweep.json").read_text())
+    assert [r["seed"] for r in sweep["results"]] == list(range(6))
+    train_ex, held_out = sentiment_split()
+    words = sentiment_words(train_ex)
+    model, _ = train_sentiment_lstm(train_ex, words, seed=0)
+    right = "".join(str(int(p == ex.label)) for p, ex in zip(predict_sentiment(model, words, held_out), held_out))
+    assert right == sweep["results"][0]["ordered/held_out"]
