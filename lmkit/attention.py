@@ -47,6 +47,27 @@ def scaled_dot_product_attention(
     return (out, weights) if return_weights else out
 
 
+def activation_bytes(module: nn.Module, x: torch.Tensor, **kwargs) -> int:
+    """Bytes of the tensors autograd keeps from ``module(x, **kwargs)`` for the backward pass.
+
+    The module's parameters are left out (they are kept whatever the input), so this is
+    the memory that training spends on the activations of one call, the part that grows
+    with the length of ``x``. Tensors sharing storage are counted once.
+    """
+    params = {p.untyped_storage().data_ptr() for p in module.parameters()}
+    kept: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            kept[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        module(x.detach().requires_grad_(True), **kwargs)
+    return sum(kept.values())
+
+
 def dropout_layer(p: float) -> nn.Module:
     """Dropout, or nothing at all when p is 0 (training-mode dropout with p = 0 still costs time)."""
     return nn.Dropout(p) if p > 0 else nn.Identity()
@@ -76,7 +97,8 @@ def sinusoidal_positions(T: int, d: int, base: float = 10000.0) -> torch.Tensor:
 
 class RoPE(nn.Module):
     """Rotary position embedding: rotate each pair of (q, k) dimensions by an angle
-    proportional to the position, so that q_s . k_t depends on s - t only.
+    proportional to the position, so that q_s . k_t depends on the two vectors and
+    on the offset s - t, not on s and t themselves.
 
     ``forward(x (B, H, T, hd), offset=0)`` rotates positions offset .. offset+T-1.
     Pairs are (dimension i, dimension i + hd/2), as in GPT-NeoX and Llama.

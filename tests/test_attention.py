@@ -5,7 +5,7 @@ torch.nn.functional.scaled_dot_product_attention and nn.MultiheadAttention (whic
 stores its projections as lmkit's MultiHeadAttention does, so weights can be
 copied). They serve as references number for number. Position encodings are
 checked against values worked out by hand and against the properties they are
-built for (RoPE: norms kept, q . k depends on the distance s - t only).
+built for (RoPE: norms kept, q . k depends on the vectors and the offset s - t only).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmkit.attention import MultiHeadAttention, RoPE, causal_mask, scaled_dot_product_attention, sinusoidal_positions
+from lmkit.attention import MultiHeadAttention, RoPE, activation_bytes, causal_mask, scaled_dot_product_attention, sinusoidal_positions
 
 # float32 agreement with torch: the same sums in a different order.
 ATOL = 1e-6
@@ -480,3 +480,27 @@ def test_mha_rope_base_sets_the_rotation_frequencies():
     close(mha.rope.freq, torch.tensor([base ** (-2 * i / hd) for i in range(hd // 2)]))
     default = MultiHeadAttention(C, N_HEADS, rope=True)
     close(default.rope.freq, torch.tensor([10000.0 ** (-2 * i / hd) for i in range(hd // 2)]))
+
+
+# ---------------------------------------------------------------- memory kept for the backward pass
+
+
+def test_activation_bytes_explicit_weights_grow_quadratically_fused_path_linearly():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(d_model=32, n_heads=4)
+    kept = {}
+    for T in (128, 256):
+        x = torch.randn(1, T, 32)
+        kept[T] = (activation_bytes(mha, x, causal=True, return_weights=True), activation_bytes(mha, x, causal=True))
+    for T, (explicit, fused) in kept.items():
+        assert explicit >= 4 * T * T * 4  # at least the (1, 4, T, T) float32 weights
+        assert fused < 4 * T * T * 4
+    assert kept[256][0] > 3.5 * kept[128][0]  # doubling T: about four times the memory
+    assert kept[256][1] < 2.2 * kept[128][1]  # about twice
+
+
+def test_activation_bytes_leaves_out_parameters_and_counts_a_linear_layer_input_once():
+    layer = nn.Linear(8, 1000)
+    x = torch.randn(3, 8)
+    assert activation_bytes(layer, x) == x.numel() * x.element_size()  # only the input is kept for dW
+    assert not x.requires_grad
