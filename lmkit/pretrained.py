@@ -6,9 +6,11 @@ ladder) and 4 (the course GPT, GPT-2 style and modern, and a depth sweep).
 
 The book loads these instead of training at build time. Every checkpoint is
 reproducible from its ``Recipe`` in ``RECIPES``: ``python -m lmkit.pretrained``
-retrains them all into ``lmkit/checkpoints/`` (about half an hour on two CPU
-cores: the training times recorded in the shipped files add up to 30 minutes);
-``--only NAME`` retrains one. Each file is a release checkpoint
+retrains them all into ``lmkit/checkpoints/`` (the models: about half an hour on
+two CPU cores, the training times recorded in the shipped files add up to 30
+minutes; the block ladder's 30 runs take hours on a CPU, and its shipped
+results were computed on one GPU, see ``build_block_ladder``); ``--only NAME``
+retrains one. Each file is a release checkpoint
 (``lmkit.checkpoint``) with the model's config and weights, the training history
 and the recipe's settings.
 """
@@ -136,7 +138,12 @@ BLOCK_LADDER = dataclasses.replace(CHAR_GPT, train=dataclasses.replace(CHAR_GPT.
 def build_block_ladder(steps: int | None = None, out_dir: Path = CHECKPOINT_DIR, progress: bool = True) -> Path:
     """Held-out loss of each rung of ``LADDER`` and each variant in ``KNOCKOUTS``, for each seed in
     ``LADDER_SEEDS`` (``BLOCK_LADDER``'s recipe otherwise), and the gradient norm of the loss with respect to each block's parameters
-    at initialisation and after training (mean over ``LADDER_GRAD_BATCHES`` training batches)."""
+    at initialisation and after training (mean over ``LADDER_GRAD_BATCHES`` training batches).
+
+    30 runs of the full character-GPT budget: hours on a CPU. The shipped ``block_ladder.json``
+    was computed on one H100 GPU (its ``device`` field; about 15 s a run) by these same steps
+    with torch's default device set to CUDA; the seed-0 full block scores within the seeds'
+    range of the CPU-trained ``char_gpt_learned``."""
     recipe = _adjusted(BLOCK_LADDER, steps, progress)
     tokenizer, train_data, _ = char_data()
     g = torch.Generator().manual_seed(1234)
