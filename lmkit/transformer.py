@@ -3,7 +3,9 @@
 Taught in chapter 3 (the block) and chapter 4 (the GPT, GPT-2 vs modern blocks).
 
 "GPT-2 style" (LayerNorm, GELU MLP, learned positions) and "modern" (RMSNorm,
-SwiGLU, rotary positions) are two configurations of the same classes.
+SwiGLU, rotary positions) are two configurations of the same classes. Chapter 3's
+block ladder switches parts of the block off (``norm="none"``, ``mlp="none"``,
+``residual=False``) to measure what each part is worth.
 """
 
 from __future__ import annotations
@@ -82,14 +84,15 @@ class GPTConfig:
     n_layers: int = 4
     n_heads: int = 4
     mlp_hidden: int | None = None  # default: 4 * d_model (GELU) or 8/3 * d_model rounded (SwiGLU)
-    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
-    mlp: Literal["gelu", "swiglu"] = "gelu"
+    norm: Literal["layernorm", "rmsnorm", "none"] = "layernorm"  # "none": no norms at all (chapter 3's ladder)
+    mlp: Literal["gelu", "swiglu", "none"] = "gelu"  # "none": attention-only blocks
     positions: Literal["learned", "sinusoidal", "rope", "none"] = "learned"
     dropout: float = 0.0  # on the embeddings and on each block's attention and MLP outputs (not on attention weights)
     bias: bool = True
     tie_weights: bool = True  # the output layer reuses the token embedding matrix
     norm_eps: float | None = None  # added to the variance in the norms; default: 1e-5 (LayerNorm) or 1e-6 (RMSNorm)
     rope_base: float = 10000.0  # RoPE's angle for dimension pair i is position * rope_base ** (-2i / head_dim)
+    residual: bool = True  # False: each sub-layer replaces x instead of adding to it (chapter 3's ladder)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "context", "d_model", "n_layers", "n_heads"):
@@ -97,13 +100,17 @@ class GPTConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
-        choices = {"norm": ("layernorm", "rmsnorm"), "mlp": ("gelu", "swiglu"), "positions": ("learned", "sinusoidal", "rope", "none")}
+        choices = {
+            "norm": ("layernorm", "rmsnorm", "none"),
+            "mlp": ("gelu", "swiglu", "none"),
+            "positions": ("learned", "sinusoidal", "rope", "none"),
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.mlp_hidden is not None and self.mlp_hidden < 1:
             raise ValueError(f"mlp_hidden must be positive, got {self.mlp_hidden}")
-        if self.mlp_hidden is None:
+        if self.mlp_hidden is None and self.mlp != "none":
             self.mlp_hidden = 4 * self.d_model if self.mlp == "gelu" else 32 * ((8 * self.d_model // 3 + 31) // 32)
         if self.norm_eps is None:
             self.norm_eps = 1e-5 if self.norm == "layernorm" else 1e-6
@@ -122,11 +129,18 @@ class GPTConfig:
 def make_norm(config: GPTConfig) -> nn.Module:
     if config.norm == "layernorm":
         return LayerNorm(config.d_model, config.norm_eps, config.bias)
+    if config.norm == "none":
+        return nn.Identity()
     return RMSNorm(config.d_model, config.norm_eps)
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x)).
+
+    The config can switch parts off: ``norm="none"`` drops the norms, ``mlp="none"``
+    the MLP sub-layer (``self.mlp`` is None), and ``residual=False`` makes each
+    sub-layer replace x (x = attn(norm(x))) instead of adding to it.
+    """
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -134,13 +148,31 @@ class Block(nn.Module):
         self.attn = MultiHeadAttention(
             config.d_model, config.n_heads, config.dropout, config.bias, rope=config.positions == "rope", rope_base=config.rope_base
         )
-        self.norm2 = make_norm(config)
-        mlp = MLP if config.mlp == "gelu" else SwiGLU
-        self.mlp = mlp(config.d_model, config.mlp_hidden, config.bias, config.dropout)
+        self.norm2 = make_norm(config) if config.mlp != "none" else None
+        mlp = {"gelu": MLP, "swiglu": SwiGLU, "none": None}[config.mlp]
+        self.mlp = None if mlp is None else mlp(config.d_model, config.mlp_hidden, config.bias, config.dropout)
+        self.residual = config.residual
 
     def forward(self, x: torch.Tensor, causal: bool = True, cache: LayerCache | None = None) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), causal=causal, cache=cache)
-        return x + self.mlp(self.norm2(x))
+        a = self.attn(self.norm1(x), causal=causal, cache=cache)
+        x = x + a if self.residual else a
+        if self.mlp is None:
+            return x
+        m = self.mlp(self.norm2(x))
+        return x + m if self.residual else m
+
+
+def block_grad_norms(model: GPT, x: torch.Tensor, y: torch.Tensor) -> list[float]:
+    """The gradient of the loss on ``(x, y)`` with respect to each block's parameters:
+    one L2 norm per block, first block first. Measures how much learning signal
+    reaches each depth; the model's own gradients are left cleared."""
+    model.zero_grad(set_to_none=True)
+    model(x, y)[1].backward()
+    norms = [
+        torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in b.parameters() if p.grad is not None])).item() for b in model.blocks
+    ]
+    model.zero_grad(set_to_none=True)
+    return norms
 
 
 class KVCache:

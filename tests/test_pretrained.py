@@ -184,3 +184,40 @@ def test_shipped_sentiment_sweep_scores_what_its_seed_scores():
     model, _ = train_sentiment_lstm(train_ex, words, seed=0)
     right = "".join(str(int(p == ex.label)) for p, ex in zip(predict_sentiment(model, words, held_out), held_out))
     assert right == sweep["results"][0]["ordered/held_out"]
+
+
+def test_block_ladder_trial_records_each_rung_and_seed(tmp_path, monkeypatch):
+    from lmkit.pretrained import BLOCK_LADDER, KNOCKOUTS, LADDER
+
+    # Two rungs (the bare attention and the full block), one knockout, two seeds, two steps: the bookkeeping.
+    monkeypatch.setattr("lmkit.pretrained.LADDER", [LADDER[0], LADDER[-1]])
+    monkeypatch.setattr("lmkit.pretrained.KNOCKOUTS", KNOCKOUTS[1:2])
+    monkeypatch.setattr("lmkit.pretrained.LADDER_SEEDS", [0, 1])
+    pretrained_main(["--only", "block_ladder", "--steps", "2", "--out", str(tmp_path), "--quiet"])
+    ladder = json.loads((tmp_path / "block_ladder.json").read_text())
+    assert ladder["steps"] == 2 and ladder["seeds"] == [0, 1]
+    assert [r["name"] for r in ladder["rungs"]] == [LADDER[0][0], LADDER[-1][0]]
+    assert [r["name"] for r in ladder["knockouts"]] == [KNOCKOUTS[1][0]]
+    for rung in ladder["rungs"] + ladder["knockouts"]:
+        config = dataclasses.replace(BLOCK_LADDER.model, **rung["changes"])
+        assert rung["parameters"] == num_parameters(GPT(config))
+        assert [r["seed"] for r in rung["runs"]] == [0, 1]
+        for r in rung["runs"]:
+            assert r["val_loss"] > 0 and len(r["grad_norm_init"]) == len(r["grad_norm_trained"]) == config.n_layers
+    # Different seeds are different runs.
+    bare = ladder["rungs"][0]["runs"]
+    assert bare[0]["grad_norm_init"] != bare[1]["grad_norm_init"]
+
+
+def test_shipped_block_ladder_matches_its_recipe():
+    from lmkit.pretrained import BLOCK_LADDER, KNOCKOUTS, LADDER, LADDER_SEEDS
+
+    ladder = json.loads((CHECKPOINT_DIR / "block_ladder.json").read_text())
+    assert ladder["steps"] == BLOCK_LADDER.train.steps and ladder["seeds"] == LADDER_SEEDS
+    assert [(r["name"], r["changes"]) for r in ladder["rungs"]] == [(name, changes) for name, changes in LADDER]
+    assert [(r["name"], r["changes"]) for r in ladder["knockouts"]] == [(name, changes) for name, changes in KNOCKOUTS]
+    for rung in ladder["rungs"] + ladder["knockouts"]:
+        assert rung["parameters"] == num_parameters(GPT(dataclasses.replace(BLOCK_LADDER.model, vocab_size=65, **rung["changes"])))
+    full = ladder["rungs"][-1]
+    assert full["changes"] == {} and full["parameters"] == num_parameters(GPT(dataclasses.replace(BLOCK_LADDER.model, vocab_size=65)))
+    assert all([s["seed"] for s in r["runs"]] == LADDER_SEEDS for r in ladder["rungs"] + ladder["knockouts"])

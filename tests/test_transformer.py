@@ -21,7 +21,7 @@ from torch import nn
 
 from lmkit.attention import causal_mask
 from lmkit.tokenizers import CharTokenizer
-from lmkit.transformer import GPT, MLP, Block, GPTConfig, LayerNorm, RMSNorm, SwiGLU
+from lmkit.transformer import GPT, MLP, Block, GPTConfig, LayerNorm, RMSNorm, SwiGLU, block_grad_norms
 from lmkit.viz import attention_figure, attention_maps
 from lmkit.widgets import attention_explorer
 
@@ -476,3 +476,91 @@ def test_attention_explorer_reports_unknown_character_instead_of_raising(capsys)
     # and it recovers when the text is fixed
     box.children[0].value = "hello"
     assert "never seen" not in printed(box, capsys)
+
+
+# --- switching parts of the block off (chapter 3's ladder) ----------------------------------
+
+
+def test_default_config_keeps_every_part_and_the_shipped_state_dict():
+    c = GPTConfig()
+    assert (c.norm, c.mlp, c.residual) == ("layernorm", "gelu", True)
+    # A shipped checkpoint's weights name exactly the parameters a default-built GPT has.
+    from lmkit.checkpoint import load_checkpoint
+    from lmkit.pretrained import CHECKPOINT_DIR
+
+    ckpt = load_checkpoint(CHECKPOINT_DIR / "char_gpt_learned.pt")
+    assert set(GPT(GPTConfig(**ckpt["model_config"])).state_dict()) == set(ckpt["model"])
+
+
+def test_config_saved_before_the_switches_loads_to_the_same_model():
+    config = tiny_config()
+    old = {k: v for k, v in dataclasses.asdict(config).items() if k != "residual"}
+    assert GPTConfig(**old) == config
+
+
+def test_block_without_mlp_is_attention_and_its_residual():
+    block = Block(GPTConfig(d_model=D, n_heads=2, mlp="none")).eval()
+    assert block.mlp is None and block.norm2 is None
+    x = torch.randn(B, T, D)
+    with torch.no_grad():
+        close(block(x), x + block.attn(block.norm1(x), causal=True))
+    with_mlp = Block(GPTConfig(d_model=D, n_heads=2))
+    # Removed: the MLP (2 * (D * 4D) weights, 4D + D biases) and the second norm (2D).
+    gone = 2 * D * 4 * D + 4 * D + D + 2 * D
+    assert sum(p.numel() for p in with_mlp.parameters()) - sum(p.numel() for p in block.parameters()) == gone
+
+
+def test_gpt_without_norms_has_no_norm_parameters_and_skips_them():
+    model = tiny_gpt(norm="none")
+    assert not [n for n, _ in model.named_parameters() if "norm" in n]
+    block = model.blocks[0]
+    x = torch.randn(B, T, D)
+    with torch.no_grad():
+        h = x + block.attn(x, causal=True)
+        close(block(x), h + block.mlp(h))
+        ids = random_ids()
+        h = model.embed(ids)
+        for b in model.blocks:
+            h = b(h)
+        close(model(ids)[0], h @ model.tok_emb.weight.T, atol=MODEL_ATOL)  # no final norm either
+
+
+def test_block_without_residuals_replaces_x():
+    block = Block(GPTConfig(d_model=D, n_heads=2, residual=False)).eval()
+    x = torch.randn(B, T, D)
+    with torch.no_grad():
+        h = block.attn(block.norm1(x), causal=True)
+        close(block(x), block.mlp(block.norm2(h)))
+        bare = Block(GPTConfig(d_model=D, n_heads=2, residual=False, mlp="none", norm="none")).eval()
+        close(bare(x), bare.attn(x, causal=True))
+
+
+@pytest.mark.parametrize("changes", [{"mlp": "none"}, {"norm": "none"}, {"residual": False}])
+def test_switched_off_gpt_is_still_causal_and_trains(changes):
+    model = tiny_gpt(**changes)
+    ids = random_ids()
+    changed = ids.clone()
+    changed[:, 4:] = (changed[:, 4:] + 1) % 11
+    with torch.no_grad():
+        close(model(ids)[0][:, :4], model(changed)[0][:, :4])
+    x, y = ids[:, :-1], ids[:, 1:]
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = model(x, y)[1].item()
+    for _ in range(20):
+        optimizer.zero_grad()
+        model(x, y)[1].backward()
+        optimizer.step()
+    assert model(x, y)[1].item() < first
+
+
+def test_block_grad_norms_by_hand():
+    model = tiny_gpt(n_layers=3)
+    ids = random_ids()
+    x, y = ids[:, :-1], ids[:, 1:]
+    norms = block_grad_norms(model, x, y)
+    assert len(norms) == 3 and all(p.grad is None for p in model.parameters())  # gradients left cleared
+    model(x, y)[1].backward()
+    for block, norm in zip(model.blocks, norms):
+        by_hand = math.sqrt(sum((p.grad**2).sum().item() for p in block.parameters()))
+        assert norm == pytest.approx(by_hand, rel=1e-5)
