@@ -2,7 +2,8 @@
 
 Taught alongside chapters 2 (character RNN and LSTM, copy-task encoder-decoder),
 3 (character GPTs with learned and rotary positions, copy-task GPT) and 4 (the
-course GPT, GPT-2 style and modern, and a depth sweep).
+course GPT, GPT-2 style and modern; a depth sweep and an ablation of the modern
+block over seeds; KV-cache timings).
 
 The book loads these instead of training at build time. Every checkpoint is
 reproducible from its ``Recipe`` in ``RECIPES``: ``python -m lmkit.pretrained``
@@ -82,13 +83,15 @@ DEPTHS = [1, 2, 3, 4]
 SWEEP_SEEDS = [0, 1, 2]
 DEPTH_SWEEP = dataclasses.replace(BABY_GPT, record_samples=False, checkpoint_every=None)
 # Chapter 4's ablation: each change of the modern block applied alone to the GPT-2-style course recipe.
+# mlp_hidden=None gives SwiGLU its own default width (8/3 d, as GPTConfig.modern), so that it keeps about
+# the GELU MLP's parameter count; norm_eps stays at LayerNorm's 1e-5 (GPTConfig.modern: 1e-6).
 MODERN_CHANGES: dict[str, dict] = {
     "GPT-2 style": {},
     "RMSNorm": {"norm": "rmsnorm"},
-    "SwiGLU": {"mlp": "swiglu"},
+    "SwiGLU": {"mlp": "swiglu", "mlp_hidden": None},
     "RoPE": {"positions": "rope"},
     "no bias": {"bias": False},
-    "all four (modern)": {"norm": "rmsnorm", "mlp": "swiglu", "positions": "rope", "bias": False},
+    "all four (modern)": {"norm": "rmsnorm", "mlp": "swiglu", "mlp_hidden": None, "positions": "rope", "bias": False},
 }
 ABLATION_SEEDS = [0, 1]
 
