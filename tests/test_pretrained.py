@@ -114,6 +114,7 @@ def test_depth_sweep_trial_counts_parameters_with_num_parameters(tmp_path, monke
 def test_shipped_depth_sweep_is_the_course_recipe_at_every_depth_and_seed():
     sweep = json.loads((CHECKPOINT_DIR / "depth_sweep.json").read_text())
     assert sweep["warmup"] == BABY_GPT.train.warmup and sweep["batch_size"] == BABY_GPT.batch_size
+    assert sweep["steps"] == DEPTH_SWEEP.train.steps  # the default command reproduces the shipped file
     assert sorted((r["n_layers"], r["seed"]) for r in sweep["results"]) == [(d, s) for d in DEPTHS for s in SWEEP_SEEDS]
     for r in sweep["results"]:
         assert r["parameters"] == num_parameters(GPT(dataclasses.replace(DEPTH_SWEEP.model, n_layers=r["n_layers"])))
