@@ -5,6 +5,8 @@ Taught in chapter 4 (sampling and the KV cache); exercise 04 writes its own
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections.abc import Sequence
 
 import torch
@@ -137,3 +139,26 @@ def greedy_batch(model: GPT, prompts: torch.Tensor, max_new_tokens: int, use_cac
     finally:
         model.train(was_training)
     return seq
+
+
+def time_generation(model: GPT, prompt_ids: Sequence[int], lengths: Sequence[int], repeats: int = 3) -> dict[str, list[float]]:
+    """Median seconds to generate each of ``lengths`` new tokens greedily, with the KV cache
+    (``"with KV cache"``) and without (``"without"``), over ``repeats`` rounds after one
+    warm-up of each; every round times every length and setting, so a slow spell of a shared
+    machine touches them all alike. Raises if the two ever give different tokens."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    settings = {"with KV cache": True, "without": False}
+    for use_cache in settings.values():
+        generate(model, prompt_ids, min(lengths), temperature=0, use_cache=use_cache)  # warm-up
+    runs: dict[str, list[list[float]]] = {name: [[] for _ in lengths] for name in settings}
+    for _ in range(repeats):
+        for i, n in enumerate(lengths):
+            outs = {}
+            for name, use_cache in settings.items():
+                start = time.perf_counter()
+                outs[name] = generate(model, prompt_ids, n, temperature=0, use_cache=use_cache)
+                runs[name][i].append(time.perf_counter() - start)
+            if outs["with KV cache"] != outs["without"]:
+                raise RuntimeError(f"cached and uncached generation differ at {n} new tokens")
+    return {name: [statistics.median(r) for r in per_length] for name, per_length in runs.items()}

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lmkit.generate import generate, next_token_probs
+from lmkit.generate import generate, next_token_probs, time_generation
 from lmkit.transformer import GPT, GPTConfig
 
 pytestmark = pytest.mark.usefixtures("seeded_single_thread")
@@ -89,3 +89,23 @@ def test_generate_errors_and_context():
     model.train()
     generate(model, [1], 2)
     assert model.training  # mode restored
+
+
+def test_time_generation_times_every_length_both_ways_and_checks_the_tokens(monkeypatch):
+    model = tiny("rope")
+    calls = []
+    real = generate
+
+    def counting(*args, **kwargs):
+        calls.append((args[2], kwargs["use_cache"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("lmkit.generate.generate", counting)
+    timing = time_generation(model, [1, 2], [3, 5], repeats=2)
+    assert set(timing) == {"with KV cache", "without"} and all(len(t) == 2 and min(t) > 0 for t in timing.values())
+    assert len(calls) == 2 + 2 * 2 * 2  # a warm-up each way, then every length both ways in each round
+    with pytest.raises(ValueError, match="repeats"):
+        time_generation(model, [1], [3], repeats=0)
+    monkeypatch.setattr("lmkit.generate.generate", lambda m, p, n, temperature, use_cache: [int(use_cache)] * n)
+    with pytest.raises(RuntimeError, match="differ"):
+        time_generation(model, [1], [3], repeats=1)

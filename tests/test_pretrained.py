@@ -11,7 +11,20 @@ import torch
 from lmkit.checkpoint import VERSION
 from lmkit.cli import pretrained_main
 from lmkit.data import char_data
-from lmkit.pretrained import CHECKPOINT_DIR, DEPTH_SWEEP, RECIPES, load_char_lm, load_copy_model, load_gpt
+from lmkit.pretrained import (
+    ABLATION_SEEDS,
+    CHECKPOINT_DIR,
+    DEPTH_SWEEP,
+    DEPTHS,
+    KV_LENGTHS,
+    MODERN_CHANGES,
+    RECIPES,
+    SWEEP_SEEDS,
+    load_char_lm,
+    load_copy_model,
+    load_gpt,
+)
+from lmkit.recipes import BABY_GPT
 from lmkit.tasks import COPY_LM_VOCAB, COPY_VOCAB, START, copy_batch, copy_lm_prompt
 from lmkit.train import evaluate_lm, num_parameters
 from lmkit.transformer import GPT
@@ -88,6 +101,7 @@ def test_recipe_rebuilds_a_loadable_checkpoint(name, tmp_path):
 
 def test_depth_sweep_trial_counts_parameters_with_num_parameters(tmp_path, monkeypatch):
     monkeypatch.setattr("lmkit.pretrained.DEPTHS", [2, 1])  # two short runs are enough to check the bookkeeping
+    monkeypatch.setattr("lmkit.pretrained.SWEEP_SEEDS", [0])
     pretrained_main(["--only", "depth_sweep", "--steps", "2", "--out", str(tmp_path), "--quiet"])
     sweep = json.loads((tmp_path / "depth_sweep.json").read_text())
     assert sweep["steps"] == 2 and [r["n_layers"] for r in sweep["results"]] == [2, 1]
@@ -97,12 +111,45 @@ def test_depth_sweep_trial_counts_parameters_with_num_parameters(tmp_path, monke
         assert r["history"]["train_step"] == [1, 2] and r["val_loss"] > 0
 
 
-def test_shipped_depth_sweep_matches_its_recipe():
+def test_shipped_depth_sweep_is_the_course_recipe_at_every_depth_and_seed():
     sweep = json.loads((CHECKPOINT_DIR / "depth_sweep.json").read_text())
-    assert sweep["steps"] == DEPTH_SWEEP.train.steps
+    assert sweep["warmup"] == BABY_GPT.train.warmup and sweep["batch_size"] == BABY_GPT.batch_size
+    assert sweep["steps"] == DEPTH_SWEEP.train.steps  # the default command reproduces the shipped file
+    assert sorted((r["n_layers"], r["seed"]) for r in sweep["results"]) == [(d, s) for d in DEPTHS for s in SWEEP_SEEDS]
     for r in sweep["results"]:
         assert r["parameters"] == num_parameters(GPT(dataclasses.replace(DEPTH_SWEEP.model, n_layers=r["n_layers"])))
-        assert r["history"]["val_step"] == list(range(500, 2001, 500))  # eval_every=500
+        assert r["history"]["train_step"][-1] == sweep["steps"]
+    # the runs are the course recipe (shortened): seeds differ, and each seed is a different run
+    assert len({r["val_loss"] for r in sweep["results"]}) == len(sweep["results"])
+
+
+def test_modern_ablation_trial_changes_one_setting_per_variant(tmp_path, monkeypatch):
+    monkeypatch.setattr("lmkit.pretrained.MODERN_CHANGES", {"GPT-2 style": {}, "RMSNorm": {"norm": "rmsnorm"}})
+    monkeypatch.setattr("lmkit.pretrained.ABLATION_SEEDS", [0])
+    pretrained_main(["--only", "modern_ablation", "--steps", "2", "--out", str(tmp_path), "--quiet"])
+    results = json.loads((tmp_path / "modern_ablation.json").read_text())["results"]
+    assert [r["variant"] for r in results] == ["GPT-2 style", "RMSNorm"]
+    assert results[1]["norm"] == "rmsnorm" and "norm" not in results[0]
+    assert results[0]["parameters"] == num_parameters(GPT(DEPTH_SWEEP.model))
+    assert results[1]["parameters"] == num_parameters(GPT(dataclasses.replace(DEPTH_SWEEP.model, norm="rmsnorm")))
+
+
+def test_shipped_modern_ablation_has_every_change_and_seed():
+    ablation = json.loads((CHECKPOINT_DIR / "modern_ablation.json").read_text())
+    sweep = json.loads((CHECKPOINT_DIR / "depth_sweep.json").read_text())
+    assert ablation["steps"] == sweep["steps"] and ablation["warmup"] == BABY_GPT.train.warmup
+    assert [(r["variant"], r["seed"]) for r in ablation["results"]] == [(v, s) for v in MODERN_CHANGES for s in ABLATION_SEEDS]
+    for r in ablation["results"]:
+        model = GPT(dataclasses.replace(DEPTH_SWEEP.model, **MODERN_CHANGES[r["variant"]]))
+        assert r["parameters"] == num_parameters(model)
+
+
+def test_kv_cache_timing_trial_and_shipped_file(tmp_path):
+    pretrained_main(["--only", "kv_cache_timing", "--steps", "2", "--out", str(tmp_path), "--quiet"])
+    trial = json.loads((tmp_path / "kv_cache_timing.json").read_text())
+    assert trial["lengths"] == [2] and set(trial["seconds"]) == {"with KV cache", "without"}
+    shipped = json.loads((CHECKPOINT_DIR / "kv_cache_timing.json").read_text())
+    assert shipped["lengths"] == KV_LENGTHS and all(len(t) == len(KV_LENGTHS) for t in shipped["seconds"].values())
 
 
 @pytest.mark.parametrize("name", list(RECIPES))
