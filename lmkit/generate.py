@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -79,31 +79,12 @@ def generate(
     ids = torch.as_tensor(prompt_ids, dtype=torch.long).flatten()
     if ids.numel() == 0:
         raise ValueError("the prompt must hold at least one token")
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    context = model.config.context
-    bounded = model.config.positions in ("learned", "sinusoidal")
-    if use_cache and bounded and len(ids) + max_new_tokens > context:
-        raise ValueError(
-            f"prompt + new tokens ({len(ids) + max_new_tokens}) exceed the model's context of {context} (generate with use_cache=False to slide a window)"
-        )
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    was_training = model.training
-    model.eval()
-    out = ids.tolist()
-    cache = model.new_cache() if use_cache else None
-    step_input = ids[None]  # (1, T): the whole prompt first
-    try:
-        for _ in range(max_new_tokens):
-            if cache is None:
-                step_input = torch.tensor([out[-context:] if bounded else out])
-            logits = model(step_input, cache=cache)[0][:, -1]  # (1, V)
-            nxt = int(sample_next(logits, temperature, top_k, top_p, generator))
-            out.append(nxt)
-            step_input = torch.tensor([[nxt]])
-    finally:
-        model.train(was_training)
-    return out
+
+    def pick(logits: torch.Tensor) -> torch.Tensor:
+        return sample_next(logits, temperature, top_k, top_p, generator)
+
+    return _decode(model, ids[None], max_new_tokens, pick, use_cache)[0].tolist()
 
 
 @torch.no_grad()
@@ -116,24 +97,33 @@ def greedy_batch(model: GPT, prompts: torch.Tensor, max_new_tokens: int, use_cac
     """
     if prompts.ndim != 2 or prompts.shape[1] == 0:
         raise ValueError(f"prompts must have shape (B, T) with T >= 1, got {tuple(prompts.shape)}")
+    return _decode(model, prompts.long(), max_new_tokens, lambda logits: logits.argmax(dim=-1, keepdim=True), use_cache)
+
+
+def _decode(
+    model: GPT, prompts: torch.Tensor, max_new_tokens: int, pick: Callable[[torch.Tensor], torch.Tensor], use_cache: bool
+) -> torch.Tensor:
+    """The one decoding loop: extend ``prompts`` (B, T) by ``max_new_tokens`` tokens, each
+    ``pick(logits (B, V)) -> ids (B, 1)``; returns (B, T + max_new_tokens)."""
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
     context = model.config.context
     bounded = model.config.positions in ("learned", "sinusoidal")
     if use_cache and bounded and prompts.shape[1] + max_new_tokens > context:
         raise ValueError(
-            f"prompt + new tokens ({prompts.shape[1] + max_new_tokens}) exceed the model's context of {context} (use_cache=False slides a window)"
+            f"prompt + new tokens ({prompts.shape[1] + max_new_tokens}) exceed the model's context of {context} "
+            "(use_cache=False slides a window)"
         )
     was_training = model.training
     model.eval()
-    seq = prompts.long()
+    seq = prompts
     cache = model.new_cache() if use_cache else None
     step_input = seq  # the whole prompt first
     try:
         for _ in range(max_new_tokens):
             if cache is None:
                 step_input = seq[:, -context:] if bounded else seq
-            nxt = model(step_input, cache=cache)[0][:, -1].argmax(dim=-1, keepdim=True)  # (B, 1)
+            nxt = pick(model(step_input, cache=cache)[0][:, -1])  # (B, 1)
             seq = torch.cat([seq, nxt], dim=1)
             step_input = nxt
     finally:
