@@ -1,8 +1,9 @@
-"""The command lines: ``python -m lmkit.train`` and ``python -m lmkit.pretrained``.
+"""The command lines: ``python -m lmkit.train``, ``python -m lmkit.pretrained`` and ``python -m lmkit.instructions``.
 
-Taught in chapter 4 (pretraining a GPT from the command line). Each turns its
-flags into a ``lmkit.recipes.Recipe`` and runs it; this is lmkit's only argument
-parsing besides ``lmkit.bundle``.
+Taught in chapter 4 (pretraining a GPT from the command line). The first two turn
+their flags into a ``lmkit.recipes.Recipe`` and run it; the third regenerates the
+instruction data set of chapter 5. This is lmkit's only argument parsing besides
+``lmkit.bundle``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from lmkit.instructions import DATA_DIR, write_dataset
 from lmkit.pretrained import CHECKPOINT_DIR, NAMES, build
 from lmkit.recipes import BABY_GPT, Recipe, run
 from lmkit.train import TrainConfig, bits, num_parameters
@@ -159,4 +161,18 @@ def pretrained_main(argv: Sequence[str] | None = None) -> list[Path]:
         start = time.perf_counter()
         paths.append(build(name, args.steps, args.out, progress=not args.quiet))
         print(f"{name}: wrote {paths[-1]} in {time.perf_counter() - start:.0f} s")
+    return paths
+
+
+def instructions_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m lmkit.instructions", description="Regenerate the instruction data set of chapter 5.")
+    p.add_argument("--out", type=Path, default=DATA_DIR, help="output folder for train.jsonl and heldout.jsonl (default: the package's)")
+    return p
+
+
+def instructions_main(argv: Sequence[str] | None = None) -> list[Path]:
+    """``python -m lmkit.instructions``: write the bundled instruction files (``lmkit.instructions.build_dataset(0)``)."""
+    args = instructions_parser().parse_args(argv)
+    paths = write_dataset(args.out)
+    print("wrote " + " and ".join(str(p) for p in paths))
     return paths
