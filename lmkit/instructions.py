@@ -54,6 +54,7 @@ SPEAKER_LINE_CHARS = (20, 80)  # shorter lines say almost nothing about who spea
 COUNT_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")  # no digits but 3 in the vocabulary
 REVERSE_LETTERS = (3, 8)
 CHAR_MAP = {'"': "'"}  # the sentences' double quotes become the corpus's single quote
+_PUNCTUATION = "!$&',-.:;?"  # the corpus's characters other than letters, whitespace and the 3 of a title
 DATA_DIR = Path(str(resources.files("lmkit").joinpath("datasets/instructions")))
 
 
@@ -92,7 +93,9 @@ def _corpus_lines() -> tuple[_Line, ...]:
             if not text.endswith(":"):
                 raise ValueError(f"corpus line {number} starts a speech but is not a 'NAME:' line: {text!r}")
             speaker = text[:-1]
-        elif text and text == text.strip():  # a few lines carry stray spaces; they would break the word splits
+        # A few lines carry stray spaces (they would break the word splits); "3 KING HENRY VI"
+        # is the play's title left inside speeches, no one's line.
+        elif text and text == text.strip() and text != "3 KING HENRY VI":
             lines.append(_Line(number, speaker, text))
         previous = text
     return tuple(lines)
@@ -101,7 +104,7 @@ def _corpus_lines() -> tuple[_Line, ...]:
 def _words(text: str) -> list[str]:
     """The words of a line: its whitespace-separated tokens without the punctuation
     around them, lower-cased ("'Tis" -> "tis", "know't," -> "know't")."""
-    return [w for w in (t.strip("!$&',-.3:;?").lower() for t in text.split()) if w]
+    return [w for w in (t.strip(_PUNCTUATION).lower() for t in text.split()) if w]
 
 
 @cache
