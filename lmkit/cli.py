@@ -1,10 +1,11 @@
-"""The command lines: ``python -m lmkit.train``, ``python -m lmkit.pretrained`` and
-``python -m lmkit.finetune``.
+"""The command lines: ``python -m lmkit.train``, ``python -m lmkit.pretrained``,
+``python -m lmkit.finetune`` and ``python -m lmkit.instructions``.
 
 Taught in chapters 4 (pretraining a GPT from the command line) and 5 (finetuning
-it). Each turns its flags into a recipe (``lmkit.recipes.Recipe``,
-``lmkit.finetune.FinetuneRecipe``) and runs it; this is lmkit's only argument
-parsing besides ``lmkit.bundle``.
+it). The first three turn their flags into a recipe (``lmkit.recipes.Recipe``,
+``lmkit.finetune.FinetuneRecipe``) and run it; the last regenerates the
+instruction data set of chapter 5. This is lmkit's only argument parsing besides
+``lmkit.bundle``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lmkit import finetune
-from lmkit.instructions import FAMILIES
+from lmkit.instructions import DATA_DIR, FAMILIES, write_dataset
 from lmkit.pretrained import CHECKPOINT_DIR, NAMES, build
 from lmkit.recipes import BABY_GPT, Recipe, run
 from lmkit.train import TrainConfig, bits, num_parameters
@@ -269,3 +270,17 @@ def _results_text(summary: dict) -> str:
     rows = [f"{f:<10} accuracy {r['correct']:.3f}  stopped {r['stopped']:.3f}  (n={r['n']})" for f, r in summary["families"].items()]
     o = summary["overall"]
     return "\n".join([*rows, f"{'overall':<10} accuracy {o['correct']:.3f}  stopped {o['stopped']:.3f}  (n={o['n']})"])
+
+
+def instructions_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m lmkit.instructions", description="Regenerate the instruction data set of chapter 5.")
+    p.add_argument("--out", type=Path, default=DATA_DIR, help="output folder for train.jsonl and heldout.jsonl (default: the package's)")
+    return p
+
+
+def instructions_main(argv: Sequence[str] | None = None) -> list[Path]:
+    """``python -m lmkit.instructions``: write the bundled instruction files (``lmkit.instructions.build_dataset(0)``)."""
+    args = instructions_parser().parse_args(argv)
+    paths = write_dataset(args.out)
+    print("wrote " + " and ".join(str(p) for p in paths))
+    return paths

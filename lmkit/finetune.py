@@ -21,7 +21,6 @@ model, and the one function that trains it from a shipped checkpoint), and
 from __future__ import annotations
 
 import dataclasses
-import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from lmkit.generate import generate
 from lmkit.instructions import FAMILIES, Instruction, load_instructions, score
 from lmkit.lora import add_lora, merge_lora
 from lmkit.losses import IGNORE_INDEX, next_token_loss
+from lmkit.template import TEMPLATE, Template, format_prompt
 from lmkit.tokenizers import CharTokenizer
 from lmkit.train import TrainConfig, bits, evaluate_lm, num_parameters, save_run, train
 from lmkit.transformer import GPT, GPTConfig
@@ -48,37 +48,9 @@ ANSWER_TOKENS = 64  # the longest answer ``evaluate`` waits for (the data's long
 Kind = Literal["instruct", "classify"]
 
 
-@dataclass(frozen=True)
-class Template:
-    """How an instruction (and its input, if any) becomes the prompt the answer follows."""
-
-    prompt: str = "Q: {instruction}\n{input}\nA: "
-    prompt_no_input: str = "Q: {instruction}\nA: "
-
-    def __post_init__(self) -> None:
-        for name, fields in [("prompt", {"instruction", "input"}), ("prompt_no_input", {"instruction"})]:
-            used = {f for _, f, _, _ in string.Formatter().parse(getattr(self, name)) if f is not None}
-            if used - fields:
-                raise ValueError(f"unknown field(s) {sorted(used - fields)} in the template's {name}; it may use {sorted(fields)}")
-            if "instruction" not in used:
-                raise ValueError(f"the template's {name} must contain {{instruction}}")
-
-
-TEMPLATE = Template()
-
-
 def end_id(tokenizer: CharTokenizer) -> int:
     """The id of ``<end>``: the first id after the tokenizer's own."""
     return tokenizer.vocab_size
-
-
-def format_prompt(instruction: str, input: str | None = None, template: Template = TEMPLATE) -> str:
-    """The prompt for ``instruction`` and its ``input`` (None: the template without input)."""
-    if not instruction.strip():
-        raise ValueError("the instruction is empty")
-    if input is None:
-        return template.prompt_no_input.format(instruction=instruction)
-    return template.prompt.format(instruction=instruction, input=input)
 
 
 def build_example(

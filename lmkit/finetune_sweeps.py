@@ -20,7 +20,6 @@ import torch
 from lmkit.checkpoint import CHECKPOINT_DIR
 from lmkit.finetune import FINETUNED, FinetuneRecipe, add_end_token, base_model, evaluate, heldout_instructions, run
 from lmkit.instructions import FAMILIES
-from lmkit.train import TrainConfig
 
 SWEEP_STEPS = 500
 SEEDS = [0, 1]
