@@ -1,7 +1,8 @@
 """Plotly figures and HTML views used by the chapters.
 
 Used from chapter 1 on (tokens, BPE steps, embeddings), in chapter 3 (attention
-maps) and chapter 4 (text sliders); the chapters teach what the figures show.
+maps), chapter 4 (text sliders) and chapter 5 (results over seeds); the chapters
+teach what the figures show.
 
 Importing this module registers the ``"lmkit"`` plotly renderer and makes it
 the default: figures are emitted as plotly's mime type, which JupyterLab renders
@@ -11,8 +12,10 @@ with its plotly extension and the book build renders offline (``lmkit._mystnb``)
 from __future__ import annotations
 
 import html
+import statistics
 from collections.abc import Mapping, Sequence
 
+import plotly.colors
 import plotly.graph_objects as go
 import plotly.io as pio
 import torch
@@ -267,5 +270,47 @@ def text_slider(texts: Mapping[object, str], title: str, prefix: str) -> go.Figu
                 "steps": [{"label": str(k), "method": "relayout", "args": [{"annotations": annotation(texts[k])}]} for k in keys],
             }
         ],
+    )
+    return fig
+
+
+def seeds_figure(series: Mapping[str, Mapping[str, Sequence[float]]], title: str, yaxis_title: str, percent: bool = False) -> go.Figure:
+    """Results of runs that differ only by their seed: ``series[name][category]`` lists one
+    value per seed. Each series is a colour, each category a place on the x axis; every seed
+    is a dot and their mean a dash, so each difference is seen beside the seeds' spread."""
+    if not series:
+        raise ValueError("give at least one series")
+    colours = plotly.colors.qualitative.Plotly
+    fig = go.Figure()
+    for i, (name, by_category) in enumerate(series.items()):
+        if not by_category or not all(by_category.values()):
+            raise ValueError(f"series {name!r} needs at least one category, each with at least one value")
+        colour = colours[i % len(colours)]
+        categories = list(by_category)
+        common = {"mode": "markers", "legendgroup": name, "offsetgroup": name}
+        fig.add_trace(
+            go.Scatter(
+                x=[c for c in categories for _ in by_category[c]],
+                y=[v for c in categories for v in by_category[c]],
+                name=name,
+                marker={"color": colour, "size": 8, "opacity": 0.6},
+                **common,
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=categories,
+                y=[statistics.fmean(by_category[c]) for c in categories],
+                name=f"{name} (mean)",
+                showlegend=False,
+                marker={"color": colour, "symbol": "line-ew-open", "size": 26, "line": {"width": 3, "color": colour}},
+                **common,
+            )
+        )
+    fig.update_layout(
+        title=title,
+        scattermode="group",
+        yaxis={"title": yaxis_title, "tickformat": ".0%" if percent else ""},
+        legend={"orientation": "h", "y": -0.15, "yanchor": "top"},
     )
     return fig

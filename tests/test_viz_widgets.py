@@ -29,6 +29,7 @@ from lmkit.viz import (
     embedding_scatter,
     heatmap,
     pca_2d,
+    seeds_figure,
     text_slider,
     tokens_html,
 )
@@ -362,3 +363,34 @@ def test_text_slider_one_step_per_text_showing_that_text():
 def test_text_slider_needs_a_text():
     with pytest.raises(ValueError, match="at least one text"):
         text_slider({}, "empty", "")
+
+
+# --- seeds_figure (chapter 5) -----------------------------------------------------------------
+
+
+def test_seeds_figure_a_dot_per_seed_and_a_dash_at_the_mean():
+    series = {
+        "masked": {"speaker": [0.5, 0.7], "count": [0.2, 0.4, 0.9]},
+        "every token": {"speaker": [0.1, 0.3]},
+    }
+    fig = seeds_figure(series, "Variants", "accuracy", percent=True)
+    dots, means, other_dots, other_means = fig.data
+    assert list(dots.x) == ["speaker", "speaker", "count", "count", "count"]
+    assert list(dots.y) == [0.5, 0.7, 0.2, 0.4, 0.9]
+    assert list(means.x) == ["speaker", "count"]
+    assert means.y == pytest.approx([0.6, 0.5])  # worked out by hand
+    assert list(other_means.y) == pytest.approx([0.2])
+    # one legend entry per series; its mean shares the colour and the place on the axis
+    assert [t.showlegend for t in fig.data] == [None, False, None, False]
+    assert dots.marker.color == means.marker.color != other_dots.marker.color
+    assert dots.offsetgroup == means.offsetgroup == "masked"
+    assert fig.layout.scattermode == "group"
+    assert fig.layout.yaxis.tickformat == ".0%"
+    assert seeds_figure(series, "t", "bits").layout.yaxis.tickformat == ""
+
+
+def test_seeds_figure_needs_values():
+    with pytest.raises(ValueError, match="at least one series"):
+        seeds_figure({}, "t", "y")
+    with pytest.raises(ValueError, match="'empty'"):
+        seeds_figure({"empty": {"speaker": []}}, "t", "y")
