@@ -277,7 +277,8 @@ def text_slider(texts: Mapping[object, str], title: str, prefix: str) -> go.Figu
 def seeds_figure(series: Mapping[str, Mapping[str, Sequence[float]]], title: str, yaxis_title: str, percent: bool = False) -> go.Figure:
     """Results of runs that differ only by their seed: ``series[name][category]`` lists one
     value per seed. Each series is a colour, each category a place on the x axis; every seed
-    is a dot and their mean a dash, so each difference is seen beside the seeds' spread."""
+    is a dot and their mean a dash, so each difference is seen beside the seeds' spread
+    (the legend names the series when there are several)."""
     if not series:
         raise ValueError("give at least one series")
     colours = plotly.colors.qualitative.Plotly
@@ -310,6 +311,7 @@ def seeds_figure(series: Mapping[str, Mapping[str, Sequence[float]]], title: str
     fig.update_layout(
         title=title,
         scattermode="group",
+        showlegend=len(series) > 1,
         yaxis={"title": yaxis_title, "tickformat": ".0%" if percent else ""},
         legend={"orientation": "h", "y": -0.15, "yanchor": "top"},
     )

@@ -386,7 +386,10 @@ def test_seeds_figure_a_dot_per_seed_and_a_dash_at_the_mean():
     assert dots.offsetgroup == means.offsetgroup == "masked"
     assert fig.layout.scattermode == "group"
     assert fig.layout.yaxis.tickformat == ".0%"
-    assert seeds_figure(series, "t", "bits").layout.yaxis.tickformat == ""
+    assert fig.layout.showlegend
+    one = seeds_figure({"bits": series["masked"]}, "t", "bits")
+    assert one.layout.yaxis.tickformat == ""
+    assert not one.layout.showlegend  # a single series needs no legend
 
 
 def test_seeds_figure_needs_values():
