@@ -1,12 +1,15 @@
 """Live explorers for JupyterLab (ipywidgets). They need a running kernel, so the
-static book shows the same views as plain HTML instead (see ``lmkit.viz``).
+static book shows the same views as plain HTML instead (see ``lmkit.viz`` and
+``answers_html`` below).
 
-Offered in chapter 1 (tokenizer explorer) and chapter 3 (attention explorer).
+Offered in chapter 1 (tokenizer explorer), chapter 3 (attention explorer) and
+chapter 5 (ask the finetuned model).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import html
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import ipywidgets as widgets
 
@@ -77,3 +80,73 @@ def attention_explorer(model, tokenizer: Tokenizer, text: str = "ROMEO:\nWhat li
         w.observe(refresh, names="value")
     refresh()
     return widgets.VBox([box, widgets.HBox([layer, head]), out])
+
+
+def _text_html(text: str | None) -> str:
+    """Model text as written: escaped, line breaks and runs of spaces kept."""
+    if not text:
+        return "<i style='color:#888'>(empty)</i>"
+    return f"<span style='font-family:monospace;white-space:pre-wrap'>{html.escape(text)}</span>"
+
+
+def ask_widget(
+    model,
+    tokenizer: Tokenizer,
+    instruction: str = "Who speaks this line?",
+    input: str = "O Romeo, Romeo! wherefore art thou Romeo?",
+    max_new_tokens: int = 40,
+    answer_fn: Callable[..., str] | None = None,
+) -> widgets.VBox:
+    """Type an instruction (and an input, for the tasks that take one), press Ask, and read
+    the finetuned model's answer: greedy decoding up to the end marker.
+
+    ``answer_fn(model, tokenizer, instruction, input=..., max_new_tokens=...)`` gives the
+    answer; it defaults to ``lmkit.finetune.answer``. Leave the input box empty for an
+    instruction without input.
+    """
+    if answer_fn is None:
+        from lmkit.finetune import answer as answer_fn
+    instruction_box = widgets.Text(value=instruction, description="instruction", layout=widgets.Layout(width="100%"))
+    input_box = widgets.Textarea(value=input, description="input", layout=widgets.Layout(width="100%", height="4em"))
+    ask = widgets.Button(description="Ask", button_style="primary")
+    view = widgets.HTML()
+
+    def respond(_: object = None) -> None:
+        if not instruction_box.value.strip():
+            view.value = "<span style='color:#b00'>type an instruction</span>"
+            return
+        ask.disabled = True  # one question at a time: clicks during an answer would queue up
+        try:
+            reply = answer_fn(model, tokenizer, instruction_box.value, input=input_box.value or None, max_new_tokens=max_new_tokens)
+        except ValueError as err:  # a character the tokenizer never saw, a prompt longer than the context
+            view.value = f"<span style='color:#b00'>{html.escape(str(err))}</span>"
+        else:
+            view.value = f"<p><b>answer</b> ({len(reply)} characters)</p>{_text_html(reply)}"
+        finally:
+            ask.disabled = False
+
+    ask.on_click(respond)
+    respond()
+    return widgets.VBox([instruction_box, input_box, ask, view])
+
+
+def answers_html(rows: Iterable[Sequence[str | None]], answer_headers: Sequence[str] = ("answer",)) -> str:
+    """The static stand-in for ``ask_widget``: a table of precomputed questions and answers.
+
+    Each row is ``(instruction, input, answer, ...)`` with one answer per header, e.g. the
+    same prompt answered before and after finetuning; ``input`` may be None or empty.
+    """
+    body = []
+    for row in rows:
+        if len(row) != 2 + len(answer_headers):
+            raise ValueError(
+                f"each row needs an instruction, an input and {len(answer_headers)} answer(s) {tuple(answer_headers)}; got {row!r}"
+            )
+        instruction, given, *answers = row
+        cells = [html.escape(instruction), _text_html(given) if given else "", *(_text_html(a) for a in answers)]
+        body.append("<tr>" + "".join(f"<td style='text-align:left;vertical-align:top'>{c}</td>" for c in cells) + "</tr>")
+    if not body:
+        raise ValueError("give at least one row")
+    headers = ["instruction", "input", *answer_headers]
+    head = "<tr>" + "".join(f"<th style='text-align:left'>{html.escape(h)}</th>" for h in headers) + "</tr>"
+    return "<table>" + head + "".join(body) + "</table>"
