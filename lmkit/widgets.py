@@ -9,11 +9,14 @@ chapter 5 (ask the finetuned model).
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import ipywidgets as widgets
 
-from lmkit.tokenizers import Tokenizer
+from lmkit.finetune import answer
+from lmkit.template import format_prompt
+from lmkit.tokenizers import CharTokenizer, Tokenizer
+from lmkit.transformer import GPT
 from lmkit.viz import attention_maps, heatmap, tokens_html
 
 
@@ -90,38 +93,38 @@ def _text_html(text: str | None) -> str:
 
 
 def ask_widget(
-    model,
-    tokenizer: Tokenizer,
+    model: GPT,
+    tokenizer: CharTokenizer,
     instruction: str = "Who speaks this line?",
     input: str = "O Romeo, Romeo! wherefore art thou Romeo?",
-    max_new_tokens: int = 40,
-    answer_fn: Callable[..., str] | None = None,
+    max_new_tokens: int | None = None,
 ) -> widgets.VBox:
-    """Type an instruction (and an input, for the tasks that take one), press Ask, and read
-    the finetuned model's answer: greedy decoding up to the end marker.
-
-    ``answer_fn(model, tokenizer, instruction, input=..., max_new_tokens=...)`` gives the
-    answer; it defaults to ``lmkit.finetune.answer``. Leave the input box empty for an
-    instruction without input.
-    """
-    if answer_fn is None:
-        from lmkit.finetune import answer as answer_fn
+    """Type an instruction (and an input, for the tasks that take one; leave it empty for
+    those that don't), press Ask, and read an instruction-finetuned model's answer: the
+    prompt it reads, then its greedy answer up to the end marker (``lmkit.finetune.answer``),
+    at most ``max_new_tokens`` long (None: as long as the context leaves room for)."""
     instruction_box = widgets.Text(value=instruction, description="instruction", layout=widgets.Layout(width="100%"))
     input_box = widgets.Textarea(value=input, description="input", layout=widgets.Layout(width="100%", height="4em"))
     ask = widgets.Button(description="Ask", button_style="primary")
     view = widgets.HTML()
 
     def respond(_: object = None) -> None:
-        if not instruction_box.value.strip():
-            view.value = "<span style='color:#b00'>type an instruction</span>"
-            return
+        given = input_box.value or None
         ask.disabled = True  # one question at a time: clicks during an answer would queue up
         try:
-            reply = answer_fn(model, tokenizer, instruction_box.value, input=input_box.value or None, max_new_tokens=max_new_tokens)
-        except ValueError as err:  # a character the tokenizer never saw, a prompt longer than the context
+            prompt = format_prompt(instruction_box.value, given)
+            # Prompt and answer share the context: a long line leaves less room to answer.
+            room = model.config.context - len(tokenizer.encode(prompt))
+            if room < 1:
+                raise ValueError(f"the prompt fills the model's context of {model.config.context} characters: shorten it")
+            budget = room if max_new_tokens is None else min(max_new_tokens, room)
+            reply = answer(model, tokenizer, instruction_box.value, given, max_new_tokens=budget)
+        except ValueError as err:  # an empty instruction, a character the tokenizer never saw, a prompt too long
             view.value = f"<span style='color:#b00'>{html.escape(str(err))}</span>"
         else:
-            view.value = f"<p><b>answer</b> ({len(reply)} characters)</p>{_text_html(reply)}"
+            view.value = (
+                f"<p><b>the model reads</b></p>{_text_html(prompt)}<p><b>it answers</b> ({len(reply)} characters)</p>{_text_html(reply)}"
+            )
         finally:
             ask.disabled = False
 
