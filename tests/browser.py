@@ -34,7 +34,6 @@ FLAGS = [
     "--disable-quic",
     "--window-size=1400,1000",
     "--remote-debugging-port=0",
-    "--remote-allow-origins=*",
 ]
 
 
@@ -61,12 +60,22 @@ class Page:
             # With port 0 Chromium picks a free port and writes it, with the browser's
             # websocket path, into DevToolsActivePort in the profile.
             active = Path(self._profile.name) / "DevToolsActivePort"
-            lines = wait_until(lambda: active.exists() and active.read_text().split(), timeout, "Chromium to open its DevTools port")
+
+            def port_file():
+                if self._proc.poll() is not None:
+                    raise BrowserError(f"chromium exited with status {self._proc.returncode}")
+                parts = active.read_text().split() if active.exists() else []
+                return len(parts) == 2 and parts  # the port, then the browser's websocket path
+
+            lines = wait_until(port_file, timeout, "Chromium to open its DevTools port")
             self._ws = websocket.create_connection(f"ws://127.0.0.1:{lines[0]}{lines[1]}", timeout=timeout, suppress_origin=True)
             target = self._call("Target.createTarget", url="about:blank")["targetId"]
             self._session = self._call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
             for domain in ("Page", "Runtime", "Log"):
                 self.send(f"{domain}.enable")
+            # A headless tab is never the focused window; pages that check (JupyterLab's
+            # menus and keyboard handling) should behave as in a person's browser.
+            self.send("Emulation.setFocusEmulationEnabled", enabled=True)
         except BaseException:
             self.close()
             raise
@@ -115,9 +124,20 @@ class Page:
             raise BrowserError(f"{expression}\n-> {result['exceptionDetails']}")
         return result["result"].get("value")
 
-    def wait_for(self, expression: str, timeout: float, what: str):
-        """Poll a JavaScript expression until it is truthy; its value."""
-        return wait_until(lambda: self.js(expression), timeout, what)
+    def wait_for(self, expression: str, what: str, until=bool, timeout: float = 60.0):
+        """Poll a JavaScript expression until ``until(value)`` holds, and return the value.
+        (A DOM element comes back as an empty dict: test ``!!element`` instead.)"""
+        last = []
+
+        def check():
+            last[:] = [self.js(expression)]
+            return until(last[0])
+
+        try:
+            wait_until(check, timeout, what)
+        except BrowserError as err:
+            raise BrowserError(f"{err}; the last value was {last[0]!r}") from None
+        return last[0]
 
     def click(self, selector_js: str, across: float = 0.5) -> None:
         """A real mouse click (move, press, release) on the element that the JavaScript
