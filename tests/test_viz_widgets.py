@@ -463,6 +463,12 @@ def test_ask_widget_shows_errors_and_recovers(char_tok, instruction, given, mess
     assert shown(view) == ["Q: Who speaks this line?\nA: ", "ooooo"]
 
 
+def test_ask_widget_explains_a_model_without_the_end_token(char_tok):
+    pretrained = GPT(GPTConfig(vocab_size=char_tok.vocab_size, context=128, d_model=8, n_layers=1, n_heads=2)).eval()
+    view = ask_widget(pretrained, char_tok).children[3]
+    assert "no &lt;end&gt; token" in view.value and "finetune it first" in view.value
+
+
 def test_answers_html_one_row_per_question_escaped():
     rows = [
         ("Who speaks this line?", "O Romeo, Romeo!", "JULIET", "ROMEO:\nO"),
