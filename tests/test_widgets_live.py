@@ -224,9 +224,9 @@ def type_into(page: Page, element_js: str, text: str) -> None:
 def test_tokenizer_explorer_live(page, student):
     tokenizers = student["tokenizers"]
     widget = f"{cell(TOKENIZER_CELL)}.querySelector('.widget-vbox')"
-    view = f"{widget}.querySelector('.widget-html-content')"
+    view = f"{widget}?.querySelector('.widget-html-content')"
     shown = (
-        f"(() => {{ const v = {view}; const count = v.querySelector('b');"
+        f"(() => {{ const v = {view}; if (!v) return null; const count = v.querySelector('b');"
         " return {count: count && count.textContent, tokens: Array.from(v.querySelectorAll('span[title]')).map(s => s.textContent),"
         " ids: Array.from(v.querySelectorAll('span[title]')).map(s => Number(s.title.slice(3)))}; })()"
     )
@@ -234,19 +234,21 @@ def test_tokenizer_explorer_live(page, student):
     def visible(tokens):  # the view draws spaces as middle dots and newlines as arrows
         return [t.replace(" ", "\u00b7").replace("\n", "\u21b5") for t in tokens]
 
-    first = page.wait_for(shown, "the first token view", until=lambda v: v["count"])
+    first = page.wait_for(shown, "the first token view", until=lambda v: v and v["count"])
     assert first["count"] == "42 tokens"  # the default text, one token per character
 
     text = "to be or not"
     type_into(page, f"{widget}.querySelector('textarea')", text)
-    got = page.wait_for(shown, "the tokens of the typed text", until=lambda v: v["count"] == "12 tokens", timeout=UPDATE_TIMEOUT)
+    got = page.wait_for(shown, "the tokens of the typed text", until=lambda v: v and v["count"] == "12 tokens", timeout=UPDATE_TIMEOUT)
     assert got["tokens"] == visible(list(text))
     assert got["ids"] == tokenizers["characters"].encode(text)
 
     for name, count in [("words (2000)", 4), ("BPE (512)", None)]:
         page.click(f"Array.from({widget}.querySelectorAll('.widget-toggle-button')).find(b => b.textContent === {json.dumps(name)})")
         want = tokenizers[name]
-        got = page.wait_for(shown, f"the {name} tokens", until=lambda v, want=want: v["ids"] == want.encode(text), timeout=UPDATE_TIMEOUT)
+        got = page.wait_for(
+            shown, f"the {name} tokens", until=lambda v, want=want: v and v["ids"] == want.encode(text), timeout=UPDATE_TIMEOUT
+        )
         assert got["tokens"] == visible(want.tokens(text))
         assert got["count"] == f"{count or len(want.encode(text))} tokens"
     assert page.js(f"{widget}.querySelector('.widget-toggle-button.mod-active').textContent") == "BPE (512)"
@@ -258,7 +260,7 @@ def test_attention_explorer_live(page, student):
     # What the plotly figure in the widget's output shows: its title as drawn, its axis
     # labels and its heat values (plotly keeps the figure's data on its div).
     figure = (
-        f"(() => {{ const gd = {widget}.querySelector('.js-plotly-plot'); const title = gd && gd.querySelector('.gtitle');"
+        f"(() => {{ const gd = {widget}?.querySelector('.js-plotly-plot'); const title = gd && gd.querySelector('.gtitle');"
         " if (!title) return null;"
         " return {title: title.textContent, x: gd.data[0].x, z: gd.data[0].z}; })()"
     )
@@ -286,7 +288,7 @@ def test_attention_explorer_live(page, student):
 def test_ask_widget_live(page, student):
     model, tokenizer = student["model"], student["tokenizer"]
     widget = f"{cell(ASK_CELL)}.querySelector('.widget-vbox')"
-    shown = f"Array.from({widget}.querySelectorAll('.widget-html-content span')).map(s => s.textContent)"
+    shown = f"Array.from({widget}?.querySelectorAll('.widget-html-content span') ?? [], s => s.textContent)"
     page.wait_for(shown, "the first answer", until=lambda v: len(v) == 2)
 
     instruction, given = "Spell this word backwards.", "Romeo"
