@@ -24,7 +24,7 @@ def tokenizer_explorer(tokenizers: Mapping[str, Tokenizer], text: str = "To be, 
     """Type text, pick a tokenizer, and see its tokens coloured, their ids and their count."""
     if not tokenizers:
         raise ValueError("give at least one tokenizer")
-    box = widgets.Textarea(value=text, description="text", layout=widgets.Layout(width="100%", height="5em"))
+    box = widgets.Textarea(value=text, description="text", layout=widgets.Layout(width="auto", height="5em"))
     pick = widgets.ToggleButtons(options=list(tokenizers), description="tokenizer")
     view = widgets.HTML()
 
@@ -52,7 +52,7 @@ def attention_explorer(model, tokenizer: Tokenizer, text: str = "ROMEO:\nWhat li
     to see which earlier tokens each token attends to."""
     from IPython.display import display
 
-    box = widgets.Textarea(value=text, description="text", layout=widgets.Layout(width="100%", height="4em"))
+    box = widgets.Textarea(value=text, description="text", layout=widgets.Layout(width="auto", height="4em"))
     layer = widgets.IntSlider(value=0, min=0, max=model.config.n_layers - 1, description="layer")
     head = widgets.IntSlider(value=0, min=0, max=model.config.n_heads - 1, description="head")
     out = widgets.Output()
@@ -89,7 +89,8 @@ def _text_html(text: str | None) -> str:
     """Model text as written: escaped, line breaks and runs of spaces kept."""
     if not text:
         return "<i style='color:#888'>(empty)</i>"
-    return f"<span style='font-family:monospace;white-space:pre-wrap'>{html.escape(text)}</span>"
+    # A block of its own: the widget's HTML sets a tall line height meant for one-line labels.
+    return f"<div class='lmkit-text' style='font-family:monospace;white-space:pre-wrap;line-height:1.4'>{html.escape(text)}</div>"
 
 
 def ask_widget(
@@ -103,8 +104,8 @@ def ask_widget(
     those that don't), press Ask, and read an instruction-finetuned model's answer: the
     prompt it reads, then its greedy answer up to the end marker (``lmkit.finetune.answer``),
     at most ``max_new_tokens`` long (None: as long as the context leaves room for)."""
-    instruction_box = widgets.Text(value=instruction, description="instruction", layout=widgets.Layout(width="100%"))
-    input_box = widgets.Textarea(value=input, description="input", layout=widgets.Layout(width="100%", height="4em"))
+    instruction_box = widgets.Text(value=instruction, description="instruction", layout=widgets.Layout(width="auto"))
+    input_box = widgets.Textarea(value=input, description="input", layout=widgets.Layout(width="auto", height="4em"))
     ask = widgets.Button(description="Ask", button_style="primary")
     view = widgets.HTML()
 

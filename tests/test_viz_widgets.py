@@ -392,10 +392,7 @@ def constant_model(tokenizer: CharTokenizer, token: int) -> GPT:
 
 def shown(view: widgets.HTML) -> list[str]:
     """The prompt and the answer that the widget shows, as plain text."""
-    return [
-        html.unescape(t)
-        for t in re.findall(r"<span style='font-family:monospace;white-space:pre-wrap'>(.*?)</span>", view.value, flags=re.S)
-    ]
+    return [html.unescape(t) for t in re.findall(r"<div class='lmkit-text'[^>]*>(.*?)</div>", view.value, flags=re.S)]
 
 
 def test_ask_widget_layout_and_first_answer(char_tok):
@@ -433,7 +430,7 @@ def test_ask_widget_answers_what_is_typed_on_click(char_tok):
     instruction, given, button, view = ask_widget(model, char_tok, max_new_tokens=12).children
     instruction.value = "Spell this word backwards."
     given.value = "Romeo"
-    assert "Romeo</span>" not in view.value  # nothing is asked before the click
+    assert "Spell this word" not in view.value  # nothing is asked before the click
     button.click()
     expected = answer(model, char_tok, "Spell this word backwards.", "Romeo", max_new_tokens=12)
     assert shown(view) == ["Q: Spell this word backwards.\nRomeo\nA: ", expected]
@@ -482,7 +479,7 @@ def test_answers_html_one_row_per_question_escaped():
     assert "Say &lt;b&gt;" in table_rows[1] and "<b>" not in table_rows[1]
     assert "a &amp; b" in table_rows[1]
     assert "(empty)" in table_rows[1]  # an empty answer is shown as such, not as a blank cell
-    assert [html.unescape(t) for t in re.findall(r"pre-wrap'>(.*?)</span>", table_rows[0], flags=re.S)] == [
+    assert [html.unescape(t) for t in re.findall(r"<div class='lmkit-text'[^>]*>(.*?)</div>", table_rows[0], flags=re.S)] == [
         "O Romeo, Romeo!",
         "JULIET",
         "ROMEO:\nO",

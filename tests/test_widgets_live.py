@@ -288,7 +288,7 @@ def test_attention_explorer_live(page, student):
 def test_ask_widget_live(page, student):
     model, tokenizer = student["model"], student["tokenizer"]
     widget = f"{cell(ASK_CELL)}.querySelector('.widget-vbox')"
-    shown = f"Array.from({widget}?.querySelectorAll('.widget-html-content span') ?? [], s => s.textContent)"
+    shown = f"Array.from({widget}?.querySelectorAll('.lmkit-text') ?? [], s => s.textContent)"
     page.wait_for(shown, "the first answer", until=lambda v: len(v) == 2)
 
     instruction, given = "Spell this word backwards.", "Romeo"
@@ -297,7 +297,7 @@ def test_ask_widget_live(page, student):
     page.click(f"{widget}.querySelector('button')")
     prompt = f"Q: {instruction}\n{given}\nA: "
     reply = answer(model, tokenizer, instruction, given, max_new_tokens=model.config.context - len(prompt))
-    assert reply  # an empty answer is shown as "(empty)", without the span read below
+    assert reply  # an empty answer is shown as "(empty)", not as model text
     assert page.wait_for(shown, "the answer", until=lambda v: v and v[0] == prompt, timeout=UPDATE_TIMEOUT) == [prompt, reply]
     assert page.js(f"{widget}.querySelector('button').disabled") is False
 
