@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import IO
 
@@ -31,6 +32,7 @@ import torch
 from torch import nn
 
 VERSION = 1
+CHECKPOINT_DIR = Path(str(resources.files("lmkit").joinpath("checkpoints")))  # the shipped files (lmkit.pretrained)
 RESERVED = ("version", "model", "optimizer", "rng", "torch_version")
 
 PathOrFile = str | os.PathLike | IO[bytes]

@@ -1,17 +1,24 @@
-"""The command lines: ``python -m lmkit.train`` and ``python -m lmkit.pretrained``.
+"""The command lines: ``python -m lmkit.train``, ``python -m lmkit.pretrained``,
+``python -m lmkit.finetune`` and ``python -m lmkit.instructions``.
 
-Taught in chapter 4 (pretraining a GPT from the command line). Each turns its
-flags into a ``lmkit.recipes.Recipe`` and runs it; this is lmkit's only argument
-parsing besides ``lmkit.bundle``.
+Taught in chapters 4 (pretraining a GPT from the command line) and 5 (finetuning
+it). The first three turn their flags into a recipe (``lmkit.recipes.Recipe``,
+``lmkit.finetune.FinetuneRecipe``) and run it; the last regenerates the
+instruction data set of chapter 5. This is lmkit's only argument parsing besides
+``lmkit.bundle``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from lmkit import finetune
+from lmkit.instructions import DATA_DIR, FAMILIES, write_dataset
 from lmkit.pretrained import CHECKPOINT_DIR, NAMES, build
 from lmkit.recipes import BABY_GPT, Recipe, run
 from lmkit.train import TrainConfig, bits, num_parameters
@@ -159,4 +166,121 @@ def pretrained_main(argv: Sequence[str] | None = None) -> list[Path]:
         start = time.perf_counter()
         paths.append(build(name, args.steps, args.out, progress=not args.quiet))
         print(f"{name}: wrote {paths[-1]} in {time.perf_counter() - start:.0f} s")
+    return paths
+
+
+def finetune_parser() -> argparse.ArgumentParser:
+    default = finetune.FINETUNED["gpt_instruct"]
+    t = default.train
+    p = argparse.ArgumentParser(
+        prog="python -m lmkit.finetune", description="Finetune a shipped character GPT on the bundled instructions, or evaluate one."
+    )
+    sub = p.add_subparsers(dest="command", required=True, help="train a model, or evaluate one")
+    tr = sub.add_parser("train", help="finetune and save a checkpoint (default: the recipe of the shipped gpt_instruct)")
+    tr.add_argument("--out", type=Path, required=True, help="checkpoint file to write")
+    tr.add_argument("--kind", choices=["instruct", "classify"], default="instruct", help="instructions, or a sentiment classification head")
+    tr.add_argument("--base", default=default.base, help="shipped pretrained character GPT to start from")
+    tr.add_argument("--scratch", action="store_true", help="start from random weights of the base's architecture instead")
+    tr.add_argument("--families", nargs="+", choices=FAMILIES, default=None, help="instruction families to train on (default: all)")
+    tr.add_argument("--examples", type=int, default=None, help="train on this many instructions, chosen at random (default: all)")
+    tr.add_argument("--no-mask", action="store_true", help="put the loss on the prompt too, not only on the answer")
+    tr.add_argument("--pretrain-mix", type=float, default=0.0, help="share of each batch that is plain corpus text")
+    tr.add_argument("--lora-rank", type=int, default=None, help="train rank-r LoRA adapters only (merged into the weights at the end)")
+    tr.add_argument("--lora-alpha", type=float, default=default.lora_alpha, help="LoRA scale numerator: the update is (alpha/rank) B A")
+    tr.add_argument("--batch-size", type=int, default=default.batch_size, help="sequences per training step")
+    tr.add_argument("--steps", type=int, default=t.steps, help="training steps")
+    tr.add_argument("--lr", type=float, default=t.lr, help="peak learning rate")
+    tr.add_argument("--min-lr", type=float, default=t.min_lr, help="learning rate at the end of the cosine decay")
+    tr.add_argument("--warmup", type=int, default=t.warmup, help="linear warm-up steps")
+    tr.add_argument("--eval-every", type=int, default=t.eval_every, help="held-out loss every this many steps")
+    tr.add_argument("--seed", type=int, default=default.seed, help="seed of the batches (and of the weights with --scratch)")
+    tr.add_argument("--no-final-eval", action="store_true", help="skip answering the held-out instructions at the end")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev = sub.add_parser("evaluate", help="held-out accuracy of a finetuned checkpoint, per task family and overall")
+    ev.add_argument("--checkpoint", required=True, help="a shipped finetuned model's name (e.g. gpt_instruct) or a .pt path")
+    ev.add_argument("--json", action="store_true", help="print the results as JSON")
+    ev.add_argument(
+        "--per-family", type=int, default=None, help="answer only the first N held-out instructions of each family (a quick look)"
+    )
+    return p
+
+
+def finetune_recipe(args: argparse.Namespace) -> finetune.FinetuneRecipe:
+    """The recipe that the flags of ``python -m lmkit.finetune train`` describe."""
+    default = finetune.FINETUNED["gpt_instruct"].train
+    train = dataclasses.replace(
+        default,
+        steps=args.steps,
+        lr=args.lr,
+        min_lr=args.min_lr,
+        warmup=args.warmup,
+        eval_every=min(args.eval_every, args.steps),
+        progress=not args.quiet,
+    )
+    return finetune.FinetuneRecipe(
+        train=train,
+        kind=args.kind,
+        base=args.base,
+        pretrained=not args.scratch,
+        families=None if args.families is None else tuple(args.families),
+        n_examples=args.examples,
+        mask_prompt=not args.no_mask,
+        pretrain_mix=args.pretrain_mix,
+        lora_rank=args.lora_rank,
+        lora_alpha=args.lora_alpha,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        final_eval=not args.no_final_eval,
+    )
+
+
+def finetune_main(argv: Sequence[str] | None = None) -> dict:
+    """``python -m lmkit.finetune train|evaluate``; returns the checkpoint's results."""
+    parser = finetune_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "train":
+            model, ckpt = finetune.run(finetune_recipe(args), args.out)
+            print(
+                f"{ckpt['trainable_parameters']:,} of {ckpt['parameters']:,} parameters trained, {ckpt['step']} steps in "
+                f"{ckpt['history']['seconds']:.1f} s -> {args.out}"
+            )
+        else:
+            model, ckpt = finetune.load_finetuned(args.checkpoint)
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))
+    results = ckpt.get("heldout") if args.command == "train" else _heldout_results(model, ckpt, args.per_family)
+    if results is None:
+        return {}
+    summary = {k: v for k, v in results.items() if k not in ("answers", "right", "positions")}
+    print(json.dumps(summary, indent=1) if getattr(args, "json", False) else _results_text(summary))
+    return summary
+
+
+def _heldout_results(model, ckpt: dict, per_family: int | None) -> dict:
+    tokenizer = finetune.CharTokenizer(ckpt["tokenizer"])
+    if ckpt["kind"] == "classify":
+        return finetune.evaluate_classifier(model, tokenizer)
+    return finetune.evaluate(model, tokenizer, finetune.heldout_instructions(per_family=per_family))
+
+
+def _results_text(summary: dict) -> str:
+    if "families" not in summary:
+        return f"held-out sentiment accuracy {summary['accuracy']:.3f} on {summary['n']} sentences"
+    rows = [f"{f:<10} accuracy {r['correct']:.3f}  stopped {r['stopped']:.3f}  (n={r['n']})" for f, r in summary["families"].items()]
+    o = summary["overall"]
+    return "\n".join([*rows, f"{'overall':<10} accuracy {o['correct']:.3f}  stopped {o['stopped']:.3f}  (n={o['n']})"])
+
+
+def instructions_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m lmkit.instructions", description="Regenerate the instruction data set of chapter 5.")
+    p.add_argument("--out", type=Path, default=DATA_DIR, help="output folder for train.jsonl and heldout.jsonl (default: the package's)")
+    return p
+
+
+def instructions_main(argv: Sequence[str] | None = None) -> list[Path]:
+    """``python -m lmkit.instructions``: write the bundled instruction files (``lmkit.instructions.build_dataset(0)``)."""
+    args = instructions_parser().parse_args(argv)
+    paths = write_dataset(args.out)
+    print("wrote " + " and ".join(str(p) for p in paths))
     return paths

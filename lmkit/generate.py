@@ -68,8 +68,11 @@ def generate(
     top_p: float | None = None,
     seed: int | None = None,
     use_cache: bool = True,
+    stop_id: int | None = None,
 ) -> list[int]:
     """Continue a prompt by ``max_new_tokens`` tokens; returns prompt + new ids.
+    With ``stop_id`` generation ends early, after the first ``stop_id`` it produces
+    (an end-of-answer token, chapter 5), which is kept.
 
     ``temperature=0`` is greedy decoding (always the most likely token). With
     ``use_cache`` the model reads the prompt once and then one token per step,
@@ -84,7 +87,7 @@ def generate(
     def pick(logits: torch.Tensor) -> torch.Tensor:
         return sample_next(logits, temperature, top_k, top_p, generator)
 
-    return _decode(model, ids[None], max_new_tokens, pick, use_cache)[0].tolist()
+    return _decode(model, ids[None], max_new_tokens, pick, use_cache, stop_id)[0].tolist()
 
 
 @torch.no_grad()
@@ -101,10 +104,16 @@ def greedy_batch(model: GPT, prompts: torch.Tensor, max_new_tokens: int, use_cac
 
 
 def _decode(
-    model: GPT, prompts: torch.Tensor, max_new_tokens: int, pick: Callable[[torch.Tensor], torch.Tensor], use_cache: bool
+    model: GPT,
+    prompts: torch.Tensor,
+    max_new_tokens: int,
+    pick: Callable[[torch.Tensor], torch.Tensor],
+    use_cache: bool,
+    stop_id: int | None = None,
 ) -> torch.Tensor:
     """The one decoding loop: extend ``prompts`` (B, T) by ``max_new_tokens`` tokens, each
-    ``pick(logits (B, V)) -> ids (B, 1)``; returns (B, T + max_new_tokens)."""
+    ``pick(logits (B, V)) -> ids (B, 1)``; returns (B, T + max_new_tokens), or fewer new
+    tokens once every row has produced ``stop_id``."""
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
     context = model.config.context
@@ -126,6 +135,8 @@ def _decode(
             nxt = pick(model(step_input, cache=cache)[0][:, -1])  # (B, 1)
             seq = torch.cat([seq, nxt], dim=1)
             step_input = nxt
+            if stop_id is not None and (seq[:, prompts.shape[1] :] == stop_id).any(dim=1).all():
+                break
     finally:
         model.train(was_training)
     return seq

@@ -23,22 +23,20 @@ import json
 import platform
 import tempfile
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from lmkit import finetune, finetune_sweeps
 from lmkit.baselines import SENTIMENT_TRAIN, predict_sentiment, sentiment_split, sentiment_words, train_sentiment_lstm
-from lmkit.checkpoint import load_checkpoint
+from lmkit.checkpoint import CHECKPOINT_DIR, load_checkpoint
 from lmkit.data import char_data, get_batch
 from lmkit.generate import time_generation
 from lmkit.recipes import BABY_GPT, Recipe, run
 from lmkit.rnn import EncoderDecoder, RecurrentLM, RNNConfig
 from lmkit.train import TrainConfig, num_parameters
 from lmkit.transformer import GPT, GPTConfig, block_grad_norms
-
-CHECKPOINT_DIR = Path(str(resources.files("lmkit").joinpath("checkpoints")))
 
 # Character language models of chapter 2: the same recipe for the RNN and the LSTM.
 CHAR_LM = Recipe(
@@ -108,6 +106,11 @@ def build(name: str, steps: int | None = None, out_dir: Path = CHECKPOINT_DIR, p
     into ``out_dir``; returns the file written."""
     if name in SWEEPS:
         return SWEEPS[name](steps, out_dir, progress)
+    if name in finetune.FINETUNED:
+        path = out_dir / f"{name}.pt"
+        recipe = finetune.FINETUNED[name]
+        finetune.run(dataclasses.replace(recipe, train=_shortened(recipe.train, steps, progress)), path)
+        return path
     if name not in RECIPES:
         raise ValueError(f"unknown checkpoint {name!r}; choose from {NAMES}")
     path = out_dir / f"{name}.pt"
@@ -289,13 +292,18 @@ SWEEPS: dict[str, Callable[[int | None, Path, bool], Path]] = {
     "block_ladder": build_block_ladder,
     "modern_ablation": build_modern_ablation,
     "kv_cache_timing": build_kv_cache_timing,
+    **finetune_sweeps.SWEEPS,
 }
-NAMES = [*RECIPES, *SWEEPS]
+NAMES = [*RECIPES, *finetune.FINETUNED, *SWEEPS]
 
 
 def _adjusted(recipe: Recipe, steps: int | None, progress: bool) -> Recipe:
     recipe = recipe if steps is None else recipe.shortened(steps)
     return dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, progress=progress))
+
+
+def _shortened(config: TrainConfig, steps: int | None, progress: bool) -> TrainConfig:
+    return dataclasses.replace(config if steps is None else config.shortened(steps), progress=progress)
 
 
 def _load(name: str, directory: Path, make: Callable[[dict], nn.Module]) -> tuple[nn.Module, dict]:

@@ -73,8 +73,7 @@ class Recipe:
 
     def shortened(self, steps: int) -> Recipe:
         """The same recipe for a quick trial of ``steps`` steps (one evaluation, at the end)."""
-        train_config = dataclasses.replace(self.train, steps=steps, warmup=min(self.train.warmup, steps - 1), eval_every=steps)
-        return dataclasses.replace(self, train=train_config)
+        return dataclasses.replace(self, train=self.train.shortened(steps))
 
 
 # nanoGPT's CPU "baby GPT" (its README's CPU command): 4 layers, 4 heads, width 128, context 64,

@@ -56,6 +56,10 @@ class TrainConfig:
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip}")
 
+    def shortened(self, steps: int) -> TrainConfig:
+        """The same training for a quick trial of ``steps`` steps (one evaluation, at the end)."""
+        return dataclasses.replace(self, steps=steps, warmup=min(self.warmup, steps - 1), eval_every=steps)
+
 
 @dataclass
 class History:

@@ -241,6 +241,13 @@ class GPT(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """With a ``cache``, ``idx`` continues the cached positions (which it extends).
         Targets equal to ``IGNORE_INDEX`` are ignored (e.g. padding or a prompt)."""
+        logits = self.head(self.hidden(idx, cache))  # (B, T, V)
+        loss = None if targets is None else F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
+        return logits, loss
+
+    def hidden(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """The final-norm states (B, T, C) the output layer reads: what a classification
+        head (chapter 5) reads instead."""
         if idx.ndim != 2:
             raise ValueError(f"idx must have shape (B, T), got {tuple(idx.shape)}")
         past = 0 if cache is None else cache.length
@@ -252,6 +259,4 @@ class GPT(nn.Module):
         x = self.drop(self.embed(idx, past))
         for i, block in enumerate(self.blocks):
             x = block(x, cache=None if cache is None else cache.layers[i])
-        logits = self.head(self.norm(x))  # (B, T, V)
-        loss = None if targets is None else F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
-        return logits, loss
+        return self.norm(x)

@@ -91,6 +91,31 @@ def test_generate_errors_and_context():
     assert model.training  # mode restored
 
 
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_stop_id_ends_generation_after_its_first_occurrence(use_cache):
+    model = tiny()
+    full = generate(model, [1, 2], 15, temperature=0)
+    new = full[2:]
+    stop = new[3]  # a token the model produces, first at some step k <= 3
+    k = new.index(stop)
+    assert generate(model, [1, 2], 15, temperature=0, stop_id=stop, use_cache=use_cache) == full[: 2 + k + 1]
+    absent = next(t for t in range(11) if t not in new)
+    assert generate(model, [1, 2], 15, temperature=0, stop_id=absent, use_cache=use_cache) == full
+
+
+def test_greedy_batch_stops_only_when_every_row_has_stopped():
+    from lmkit.generate import _decode
+
+    model = tiny()
+    prompts = torch.tensor([[1, 2], [3, 4]])
+    full = _decode(model, prompts, 10, lambda logits: logits.argmax(-1, keepdim=True), use_cache=True)
+    stop = int(full[0, 2])  # row 0 stops at once; row 1 goes on until it produces it too, or the budget ends
+    out = _decode(model, prompts, 10, lambda logits: logits.argmax(-1, keepdim=True), use_cache=True, stop_id=stop)
+    row1 = full[1, 2:].tolist()
+    expected_len = 2 + (row1.index(stop) + 1 if stop in row1 else 10)
+    assert out.shape == (2, expected_len) and torch.equal(out, full[:, :expected_len])
+
+
 def test_time_generation_times_every_length_both_ways_and_checks_the_tokens(monkeypatch):
     model = tiny("rope")
     calls = []
