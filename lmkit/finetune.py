@@ -45,6 +45,7 @@ from lmkit.transformer import GPT, GPTConfig
 END = "<end>"  # how the end-of-answer token is shown; it is one token, id tokenizer.vocab_size
 BASE = "char_gpt_rope"  # chapter 3's character GPT: rotary positions, 128 characters of context
 ANSWER_TOKENS = 64  # the longest answer ``evaluate`` waits for (the data's longest is shorter)
+BUCKETS = 8  # training batches drawn at once and grouped by length
 Kind = Literal["instruct", "classify"]
 
 
@@ -126,10 +127,11 @@ def answer(
     temperature: float = 0.0,
     seed: int | None = None,
     template: Template = TEMPLATE,
+    use_cache: bool = True,
 ) -> str:
     """The model's answer: generation from the prompt (greedy at ``temperature=0``, with the
-    KV cache) until it produces ``<end>`` or ``max_new_tokens`` tokens; only the answer's
-    text, without the prompt and the end token."""
+    KV cache unless ``use_cache=False``) until it produces ``<end>`` or ``max_new_tokens``
+    tokens; only the answer's text, without the prompt and the end token."""
     end = end_id(tokenizer)
     if model.config.vocab_size <= end:
         raise ValueError(f"the model has no {END} token (vocabulary {model.config.vocab_size}): finetune it first (add_end_token)")
@@ -138,7 +140,7 @@ def answer(
         raise ValueError(
             f"a prompt of {len(prompt)} tokens and {max_new_tokens} new ones exceed the model's context of {model.config.context}"
         )
-    ids = generate(model, prompt, max_new_tokens, temperature=temperature, seed=seed, stop_id=end)[len(prompt) :]
+    ids = generate(model, prompt, max_new_tokens, temperature=temperature, seed=seed, use_cache=use_cache, stop_id=end)[len(prompt) :]
     if end in ids:
         ids = ids[: ids.index(end)]
     return tokenizer.decode(ids)
@@ -185,7 +187,8 @@ class FinetuneRecipe:
     ``pretrained=False`` starts from random weights of the base's architecture (or of
     ``model``, a smaller one); ``lora_rank`` trains low-rank adapters only (merged at the end).
     ``final_eval`` answers the held-out instructions of ``families`` (``eval_per_family`` of
-    each) or classifies the held-out sentences, and measures the held-out corpus loss.
+    each) or classifies the held-out sentences, and measures the loss on the held-out corpus
+    (its first ``eval_text_chars`` characters).
     """
 
     train: TrainConfig
@@ -203,6 +206,7 @@ class FinetuneRecipe:
     seed: int = 0
     final_eval: bool = True
     eval_per_family: int | None = None  # held-out instructions answered per family at the end (None: all)
+    eval_text_chars: int | None = None  # characters of the held-out corpus the final loss reads (None: all)
 
     def __post_init__(self) -> None:
         if self.kind not in ("instruct", "classify"):
@@ -288,22 +292,33 @@ def sentiment_sequences(tokenizer: CharTokenizer, context: int) -> tuple[list, l
 def _instruct_batches(
     recipe: FinetuneRecipe, tokenizer: CharTokenizer, context: int, generator: torch.Generator
 ) -> Callable[[str], tuple[torch.Tensor, torch.Tensor]]:
+    """Batches of instructions, padded, as ``(ids[:, :-1], labels[:, 1:])``. Training batches are
+    drawn ``BUCKETS`` at a time and grouped by length (examples run from 20 to 128 tokens:
+    a random batch would be mostly padding), then served in random order."""
     end = end_id(tokenizer)
     train_ex = instruction_examples(
         tokenizer, training_instructions(recipe.families, recipe.n_examples, recipe.seed), context, recipe.mask_prompt
     )
     val_ex = instruction_examples(tokenizer, heldout_instructions(recipe.families), context, recipe.mask_prompt)
     n_text = round(recipe.pretrain_mix * recipe.batch_size)
+    k = recipe.batch_size - n_text
     text = char_data()[1] if n_text else None
-    text_len = max(len(ids) for ids, _ in train_ex)
+    pending: list[list[int]] = []
+
+    def train_rows() -> list:
+        if not pending:
+            picks = sorted(torch.randint(len(train_ex), (BUCKETS * k,), generator=generator).tolist(), key=lambda i: len(train_ex[i][0]))
+            pending.extend(picks[j * k : (j + 1) * k] for j in torch.randperm(BUCKETS, generator=generator).tolist())
+        rows = [train_ex[i] for i in pending.pop()]
+        if n_text:  # windows of plain text as long as the longest instruction: every position a label
+            x, y = get_batch(text, max(len(ids) for ids, _ in rows) - 1, n_text, generator)
+            rows += [(ids, ids) for ids in torch.cat([x, y[:, -1:]], dim=1).tolist()]
+        return rows
 
     def batch(split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        pool = train_ex if split == "train" else val_ex
-        picks = torch.randint(len(pool), (recipe.batch_size - (n_text if split == "train" else 0),), generator=generator)
-        rows = [pool[i] for i in picks.tolist()]
-        if split == "train" and n_text:
-            x, y = get_batch(text, text_len - 1, n_text, generator)  # windows of plain text: every position a label
-            rows += [(ids, ids) for ids in torch.cat([x, y[:, -1:]], dim=1).tolist()]
+        rows = (
+            train_rows() if split == "train" else [val_ex[i] for i in torch.randint(len(val_ex), (recipe.batch_size,), generator=generator)]
+        )
         ids, labels, _ = pad_batch(rows, end)
         if (labels[:, 1:] == IGNORE_INDEX).all():
             raise ValueError("the batch has no answer token to learn from")
@@ -365,7 +380,8 @@ def run(recipe: FinetuneRecipe, out: str | Path) -> tuple[nn.Module, dict]:
         else:
             record["heldout"] = evaluate_classifier(model, tokenizer)
         if recipe.kind == "instruct":
-            record["pretrain_val_bits"] = bits(evaluate_lm(model, char_data()[2], context))
+            text = char_data()[2][: recipe.eval_text_chars]
+            record["pretrain_val_bits"] = bits(evaluate_lm(model, text, context))
     return model, save_run(out, model, None, history, recipe.train, None, **record)
 
 
@@ -489,7 +505,7 @@ def load_finetuned(name_or_path: str | Path, kind: Kind | None = None, directory
 
 # The shipped finetuned models (``python -m lmkit.pretrained --only NAME`` rebuilds one). The
 # instruction recipe fits the issue's 5-minute budget on two CPU cores.
-INSTRUCT_TRAIN = TrainConfig(steps=1500, lr=1e-3, min_lr=1e-4, warmup=50, weight_decay=0.1, eval_every=250, eval_batches=10)
+INSTRUCT_TRAIN = TrainConfig(steps=1000, lr=1e-3, min_lr=1e-4, warmup=50, weight_decay=0.1, eval_every=200, eval_batches=10)
 CLASSIFY_TRAIN = TrainConfig(steps=600, lr=5e-4, min_lr=5e-5, warmup=30, weight_decay=0.1, eval_every=200, eval_batches=10)
 FINETUNED: dict[str, FinetuneRecipe] = {
     "gpt_instruct": FinetuneRecipe(train=INSTRUCT_TRAIN),

@@ -21,7 +21,7 @@ from lmkit.checkpoint import CHECKPOINT_DIR
 from lmkit.finetune import FINETUNED, FinetuneRecipe, add_end_token, base_model, evaluate, heldout_instructions, run
 from lmkit.instructions import FAMILIES
 
-SWEEP_STEPS = 500
+SWEEP_STEPS = 300
 SEEDS = [0, 1]
 INSTRUCT = FINETUNED["gpt_instruct"]
 # Each variant changes the shipped instruction recipe in one way.
@@ -36,13 +36,17 @@ DATA_SIZES = [20, 200, 1000, None]  # training instructions (None: all of them)
 # One small model per task family, trained from scratch: half the base's width, two blocks.
 SPECIALIST_WIDTH = {"d_model": 64, "n_layers": 2, "n_heads": 4}
 SENTIMENT_SEEDS = [0, 1, 2]
-TRIAL_EVAL = 2  # a quick trial (``steps`` given) answers this many held-out instructions per family
+# A quick trial (``steps`` given) answers this many held-out instructions per family and reads this
+# many characters of held-out text: it checks the bookkeeping, not the numbers.
+TRIAL_EVAL, TRIAL_TEXT = 1, 2048
 
 
 def _instruct(steps: int | None, progress: bool) -> FinetuneRecipe:
     """The shipped instruction recipe cut to ``SWEEP_STEPS`` (or to ``steps``, a quick trial)."""
-    config = dataclasses.replace(INSTRUCT.train.shortened(SWEEP_STEPS if steps is None else steps), progress=progress)
-    return dataclasses.replace(INSTRUCT, train=config, eval_per_family=None if steps is None else TRIAL_EVAL)
+    if steps is None:
+        return dataclasses.replace(INSTRUCT, train=dataclasses.replace(INSTRUCT.train.shortened(SWEEP_STEPS), progress=progress))
+    config = dataclasses.replace(INSTRUCT.train.shortened(steps), eval_batches=1, progress=progress)
+    return dataclasses.replace(INSTRUCT, train=config, eval_per_family=TRIAL_EVAL, eval_text_chars=TRIAL_TEXT)
 
 
 def _result(recipe: FinetuneRecipe, **labels) -> dict:
@@ -129,7 +133,7 @@ def build_finetune_specialists(steps: int | None = None, out_dir: Path = CHECKPO
 def build_sentiment_head(steps: int | None = None, out_dir: Path = CHECKPOINT_DIR, progress: bool = True) -> Path:
     """The shipped classification recipe (``gpt_sentiment``) for each seed in ``SENTIMENT_SEEDS``."""
     recipe = FINETUNED["gpt_sentiment"]
-    config = recipe.train if steps is None else recipe.train.shortened(steps)
+    config = recipe.train if steps is None else dataclasses.replace(recipe.train.shortened(steps), eval_batches=1)
     config = dataclasses.replace(config, progress=progress)
     results = [_result(dataclasses.replace(recipe, train=config, seed=seed)) for seed in SENTIMENT_SEEDS]
     return _write(out_dir, "sentiment_head", {"steps": config.steps, "results": results})

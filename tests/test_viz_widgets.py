@@ -21,7 +21,9 @@ from docutils import nodes
 
 import lmkit.viz  # noqa: F401  (registers the "lmkit" renderer)
 from lmkit._mystnb import PLOTLY_MIME, PlotlyMimeRenderer
+from lmkit.finetune import answer, end_id
 from lmkit.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
+from lmkit.transformer import GPT, GPTConfig
 from lmkit.viz import (
     PlotlyJSONRenderer,
     bpe_steps_figure,
@@ -32,7 +34,7 @@ from lmkit.viz import (
     text_slider,
     tokens_html,
 )
-from lmkit.widgets import tokenizer_explorer
+from lmkit.widgets import answers_html, ask_widget, tokenizer_explorer
 
 TEXT = "To be, or not to be: that is the question. Whether 'tis nobler in the mind to suffer\n" * 3
 
@@ -362,3 +364,130 @@ def test_text_slider_one_step_per_text_showing_that_text():
 def test_text_slider_needs_a_text():
     with pytest.raises(ValueError, match="at least one text"):
         text_slider({}, "empty", "")
+
+
+# --- ask_widget and answers_html ------------------------------------------------------------------
+
+QUESTION_TEXT = "Q: Who speaks this line?\nO Romeo, Romeo! wherefore art thou Romeo?\nA: JULIET\nSpell this word backwards."
+
+
+@pytest.fixture(scope="module")
+def char_tok():
+    return CharTokenizer().train(QUESTION_TEXT)
+
+
+def constant_model(tokenizer: CharTokenizer, token: int) -> GPT:
+    """A GPT (with the end token) whose every next token is ``token``: the final norm outputs
+    the unit vector e0 whatever it reads, and only ``token``'s (tied) embedding row has a
+    non-zero first component, so that token has the one largest logit."""
+    model = GPT(GPTConfig(vocab_size=end_id(tokenizer) + 1, context=128, d_model=8, n_layers=1, n_heads=2)).eval()
+    with torch.no_grad():
+        model.norm.weight.zero_()
+        model.norm.bias.zero_()
+        model.norm.bias[0] = 1.0
+        model.tok_emb.weight.zero_()
+        model.tok_emb.weight[token, 0] = 1.0
+    return model
+
+
+def shown(view: widgets.HTML) -> list[str]:
+    """The prompt and the answer that the widget shows, as plain text."""
+    return [html.unescape(t) for t in re.findall(r"<div class='lmkit-text'[^>]*>(.*?)</div>", view.value, flags=re.S)]
+
+
+def test_ask_widget_layout_and_first_answer(char_tok):
+    model = constant_model(char_tok, char_tok.encode("o")[0])
+    box = ask_widget(model, char_tok, max_new_tokens=5)
+    instruction, given, button, view = box.children
+    assert isinstance(instruction, widgets.Text)
+    assert isinstance(given, widgets.Textarea)
+    assert isinstance(button, widgets.Button) and button.description == "Ask" and not button.disabled
+    assert isinstance(view, widgets.HTML)
+    # The default question is answered at once: the model always says "o", five times.
+    assert shown(view) == ["Q: Who speaks this line?\nO Romeo, Romeo! wherefore art thou Romeo?\nA: ", "ooooo"]
+    assert "(5 characters)" in view.value
+
+
+def test_ask_widget_answers_as_long_as_the_context_allows(char_tok):
+    model = constant_model(char_tok, char_tok.encode("o")[0])
+    instruction, given, button, view = ask_widget(model, char_tok).children
+    prompt = "Q: Who speaks this line?\nO Romeo, Romeo! wherefore art thou Romeo?\nA: "
+    assert shown(view) == [prompt, "o" * (128 - len(prompt))]
+    given.value = "Romeo " * 16  # 25 + 96 + 4 = 125 characters of prompt: room for 3
+    button.click()
+    assert shown(view)[1] == "ooo"
+
+
+def test_ask_widget_stops_at_the_end_token(char_tok):
+    box = ask_widget(constant_model(char_tok, end_id(char_tok)), char_tok)
+    assert "(0 characters)" in box.children[3].value
+    assert "(empty)" in box.children[3].value
+
+
+def test_ask_widget_answers_what_is_typed_on_click(char_tok):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=end_id(char_tok) + 1, context=128, d_model=16, n_layers=1, n_heads=2)).eval()
+    instruction, given, button, view = ask_widget(model, char_tok, max_new_tokens=12).children
+    instruction.value = "Spell this word backwards."
+    given.value = "Romeo"
+    assert "Spell this word" not in view.value  # nothing is asked before the click
+    button.click()
+    expected = answer(model, char_tok, "Spell this word backwards.", "Romeo", max_new_tokens=12)
+    assert shown(view) == ["Q: Spell this word backwards.\nRomeo\nA: ", expected]
+    # An empty input box: the template without an input line.
+    given.value = ""
+    button.click()
+    assert shown(view) == ["Q: Spell this word backwards.\nA: ", answer(model, char_tok, "Spell this word backwards.", max_new_tokens=12)]
+
+
+@pytest.mark.parametrize(
+    "instruction, given, message",
+    [
+        ("   ", "", "the instruction is empty"),
+        ("Who speaks this line?", "O Romeo #", "never seen"),  # no "#" in the tokenizer's text
+        ("Who speaks this line?", "Romeo " * 17, "fills the model's context of 128 characters"),  # 25 + 102 + 4 > 127
+    ],
+)
+def test_ask_widget_shows_errors_and_recovers(char_tok, instruction, given, message):
+    model = constant_model(char_tok, char_tok.encode("o")[0])
+    instruction_box, input_box, button, view = ask_widget(model, char_tok, max_new_tokens=5).children
+    instruction_box.value, input_box.value = instruction, given
+    button.click()
+    assert message in html.unescape(view.value) and "color:#b00" in view.value
+    assert not button.disabled
+    instruction_box.value, input_box.value = "Who speaks this line?", ""
+    button.click()
+    assert shown(view) == ["Q: Who speaks this line?\nA: ", "ooooo"]
+
+
+def test_ask_widget_explains_a_model_without_the_end_token(char_tok):
+    pretrained = GPT(GPTConfig(vocab_size=char_tok.vocab_size, context=128, d_model=8, n_layers=1, n_heads=2)).eval()
+    view = ask_widget(pretrained, char_tok).children[3]
+    assert "no &lt;end&gt; token" in view.value and "finetune it first" in view.value
+
+
+def test_answers_html_one_row_per_question_escaped():
+    rows = [
+        ("Who speaks this line?", "O Romeo, Romeo!", "JULIET", "ROMEO:\nO"),
+        ("Say <b>", None, "a & b", ""),
+    ]
+    markup = answers_html(rows, answer_headers=("finetuned", "pretrained"))
+    headers = re.findall(r"<th[^>]*>(.*?)</th>", markup)
+    assert headers == ["instruction", "input", "finetuned", "pretrained"]
+    table_rows = re.findall(r"<tr><td.*?</tr>", markup, flags=re.S)
+    assert len(table_rows) == 2
+    assert "Say &lt;b&gt;" in table_rows[1] and "<b>" not in table_rows[1]
+    assert "a &amp; b" in table_rows[1]
+    assert "(empty)" in table_rows[1]  # an empty answer is shown as such, not as a blank cell
+    assert [html.unescape(t) for t in re.findall(r"<div class='lmkit-text'[^>]*>(.*?)</div>", table_rows[0], flags=re.S)] == [
+        "O Romeo, Romeo!",
+        "JULIET",
+        "ROMEO:\nO",
+    ]
+
+
+def test_answers_html_checks_its_rows():
+    with pytest.raises(ValueError, match="at least one row"):
+        answers_html([])
+    with pytest.raises(ValueError, match="1 answer"):
+        answers_html([("instruction", "input", "answer", "one too many")])
