@@ -44,7 +44,7 @@ from lmkit.transformer import GPT, GPTConfig
 
 END = "<end>"  # how the end-of-answer token is shown; it is one token, id tokenizer.vocab_size
 BASE = "char_gpt_rope"  # chapter 3's character GPT: rotary positions, 128 characters of context
-ANSWER_TOKENS = 64  # the longest answer ``evaluate`` waits for (the data's longest is shorter)
+ANSWER_TOKENS = 64  # the longest answer ``evaluate`` waits for, if the context leaves room (the data's longest is shorter)
 BUCKETS = 8  # training batches drawn at once and grouped by length
 Kind = Literal["instruct", "classify"]
 
@@ -117,13 +117,29 @@ def add_end_token(model: GPT) -> GPT:
     return bigger.train(model.training)
 
 
+def answer_room(model: GPT, prompt_len: int, max_new_tokens: int | None = None) -> int:
+    """How many tokens an answer may take after a prompt of ``prompt_len`` tokens: what the
+    context leaves (None), or ``max_new_tokens`` if that fits. Raises if nothing fits."""
+    room = model.config.context - prompt_len
+    if room < 1:
+        raise ValueError(f"a prompt of {prompt_len} tokens fills the model's context of {model.config.context}: shorten it")
+    if max_new_tokens is None:
+        return room
+    if not 1 <= max_new_tokens <= room:
+        raise ValueError(
+            f"max_new_tokens={max_new_tokens}: a prompt of {prompt_len} tokens leaves room for 1 to {room} in the "
+            f"model's context of {model.config.context}"
+        )
+    return max_new_tokens
+
+
 @torch.no_grad()
 def answer(
     model: GPT,
     tokenizer: CharTokenizer,
     instruction: str,
     input: str | None = None,
-    max_new_tokens: int = ANSWER_TOKENS,
+    max_new_tokens: int | None = None,
     temperature: float = 0.0,
     seed: int | None = None,
     template: Template = TEMPLATE,
@@ -131,16 +147,14 @@ def answer(
 ) -> str:
     """The model's answer: generation from the prompt (greedy at ``temperature=0``, with the
     KV cache unless ``use_cache=False``) until it produces ``<end>`` or ``max_new_tokens``
-    tokens; only the answer's text, without the prompt and the end token."""
+    tokens (None: as many as the context leaves); only the answer's text, without the
+    prompt and the end token."""
     end = end_id(tokenizer)
     if model.config.vocab_size <= end:
         raise ValueError(f"the model has no {END} token (vocabulary {model.config.vocab_size}): finetune it first (add_end_token)")
     prompt = tokenizer.encode(format_prompt(instruction, input, template))
-    if len(prompt) + max_new_tokens > model.config.context:
-        raise ValueError(
-            f"a prompt of {len(prompt)} tokens and {max_new_tokens} new ones exceed the model's context of {model.config.context}"
-        )
-    ids = generate(model, prompt, max_new_tokens, temperature=temperature, seed=seed, use_cache=use_cache, stop_id=end)[len(prompt) :]
+    budget = answer_room(model, len(prompt), max_new_tokens)
+    ids = generate(model, prompt, budget, temperature=temperature, seed=seed, use_cache=use_cache, stop_id=end)[len(prompt) :]
     if end in ids:
         ids = ids[: ids.index(end)]
     return tokenizer.decode(ids)
@@ -444,7 +458,8 @@ def evaluate(
     rows = []
     for e in examples:
         prompt = tokenizer.encode(format_prompt(e.instruction, e.input))
-        new = generate(model, prompt, max_new_tokens, temperature=0, stop_id=end if has_end else None)[len(prompt) :]
+        budget = min(max_new_tokens, answer_room(model, len(prompt)))
+        new = generate(model, prompt, budget, temperature=0, stop_id=end if has_end else None)[len(prompt) :]
         stopped = has_end and end in new
         text = tokenizer.decode(new[: new.index(end)] if stopped else new)
         line = first_line(text).strip()

@@ -103,7 +103,8 @@ def ask_widget(
     """Type an instruction (and an input, for the tasks that take one; leave it empty for
     those that don't), press Ask, and read an instruction-finetuned model's answer: the
     prompt it reads, then its greedy answer up to the end marker (``lmkit.finetune.answer``),
-    at most ``max_new_tokens`` long (None: as long as the context leaves room for)."""
+    at most ``max_new_tokens`` long (None: as long as the context leaves room for; the
+    prompt and the answer share the context)."""
     instruction_box = widgets.Text(value=instruction, description="instruction", layout=widgets.Layout(width="auto"))
     input_box = widgets.Textarea(value=input, description="input", layout=widgets.Layout(width="auto", height="4em"))
     ask = widgets.Button(description="Ask", button_style="primary")
@@ -114,12 +115,7 @@ def ask_widget(
         ask.disabled = True  # one question at a time: clicks during an answer would queue up
         try:
             prompt = format_prompt(instruction_box.value, given)
-            # Prompt and answer share the context: a long line leaves less room to answer.
-            room = model.config.context - len(tokenizer.encode(prompt))
-            if room < 1:
-                raise ValueError(f"the prompt fills the model's context of {model.config.context} characters: shorten it")
-            budget = room if max_new_tokens is None else min(max_new_tokens, room)
-            reply = answer(model, tokenizer, instruction_box.value, given, max_new_tokens=budget)
+            reply = answer(model, tokenizer, instruction_box.value, given, max_new_tokens=max_new_tokens)
         except ValueError as err:  # an empty instruction, a character the tokenizer never saw, a prompt too long
             view.value = f"<span style='color:#b00'>{html.escape(str(err))}</span>"
         else:

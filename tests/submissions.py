@@ -108,6 +108,104 @@ MUTANTS: dict[str, dict[str, list[Edit]]] = {
             ("generate_greedy", "    if not use_cache:\n", "    if True:\n", "test_generate_greedy"),
         ],
     },
+    "05_finetuning": {
+        "mistakes_a": [
+            (
+                "format_prompt",
+                'return f"Q: {instruction}\\n{input}\\nA: "',
+                'return f"Q: {instruction}\\nA: "',
+                "test_format_prompt",
+            ),  # no input line
+            (
+                "build_example",
+                "return prompt + target, [IGNORE_INDEX] * len(prompt) + target",
+                "return prompt + target, prompt + target",
+                "test_build_example",
+            ),
+            (
+                "pad_batch",
+                "labels = torch.full((B, T), IGNORE_INDEX",
+                "labels = torch.full((B, T), pad_id",
+                "test_pad_batch",
+            ),  # padding is a label
+            # averaged over every prediction, not over the answer targets
+            (
+                "answer_loss",
+                "ignore_index=IGNORE_INDEX)",
+                'ignore_index=IGNORE_INDEX, reduction="sum") / targets.numel()',
+                "test_answer_loss",
+            ),
+            ("answer", "return tokenizer.decode(out)", "return tokenizer.decode(prompt + out)", "test_answer"),  # the prompt comes back
+            ("exact_match", "p.strip() == a.strip()", "p == a", "test_exact_match"),
+            ("classify_last_token", "lengths - 1]", "-1]", "test_classify_last_token"),  # the last (padded) position
+        ],
+        "mistakes_b": [
+            # the boundary one position late: the first answer token is masked
+            (
+                "build_example",
+                "[IGNORE_INDEX] * len(prompt) + target",
+                "[IGNORE_INDEX] * (len(prompt) + 1) + target[1:]",
+                "test_build_example",
+            ),
+            (
+                "pad_batch",
+                "ids[b, : len(x)] = torch.tensor(x)\n        labels[b, : len(y)] = torch.tensor(y)",
+                "ids[b, T - len(x) :] = torch.tensor(x)\n        labels[b, T - len(y) :] = torch.tensor(y)",
+                "test_pad_batch",
+            ),  # left padding
+            (
+                "answer_loss",
+                "logits[:, :-1].reshape(-1, V), targets.reshape(-1)",
+                "logits.reshape(-1, V), labels.reshape(-1)",
+                "test_answer_loss",
+            ),
+            # the labels given to the model, which does not shift them
+            (
+                "finetune_step",
+                "    logits, _ = model(ids)\n    loss = answer_loss(logits, labels)\n",
+                "    _, loss = model(ids, labels)\n",
+                "test_finetune_step",
+            ),
+            (
+                "answer",
+                "        if nxt == end:\n            break\n",
+                "        if nxt == end:\n            continue\n",
+                "test_answer",
+            ),  # no stop
+            ("exact_match", "p.strip() == a.strip()", "p.strip().lower() == a.strip().lower()", "test_exact_match"),
+        ],
+        "mistakes_c": [
+            # the boundary one position early: the last prompt token is a label
+            (
+                "build_example",
+                "[IGNORE_INDEX] * len(prompt) + target",
+                "[IGNORE_INDEX] * (len(prompt) - 1) + prompt[-1:] + target",
+                "test_build_example",
+            ),
+            ("answer_loss", "    if (targets == IGNORE_INDEX).all():\n", "    if False:\n", "test_answer_loss"),  # nan instead of an error
+            ("finetune_step", "    optimizer.zero_grad(set_to_none=True)\n", "", "test_finetune_step"),  # gradients accumulate
+            # the cache is ignored: right answer, wrong procedure
+            ("answer", "model(torch.tensor([step_input]), cache=cache)", "model(torch.tensor([prompt + out]))", "test_answer"),
+            ("exact_match", "p.strip() == a.strip()", "a.strip() in p", "test_exact_match"),  # containing the answer is not enough
+        ],
+        "mistakes_d": [
+            (
+                "build_example",
+                "target = tokenizer.encode(answer) + [tokenizer.vocab_size]",
+                "target = tokenizer.encode(answer)",
+                "test_build_example",
+            ),
+        ],
+        "mistakes_e": [
+            # <end> is in the ids but is not a label: the model never learns to stop
+            (
+                "build_example",
+                "[IGNORE_INDEX] * len(prompt) + target",
+                "[IGNORE_INDEX] * len(prompt) + target[:-1] + [IGNORE_INDEX]",
+                "test_build_example",
+            ),
+        ],
+    },
 }
 
 ALTERNATIVES: dict[str, list[tuple[str, str, str]]] = {
@@ -182,6 +280,56 @@ ALTERNATIVES: dict[str, list[tuple[str, str, str]]] = {
             "next_token_probs",
             "        kth = torch.topk(logits, top_k).values[-1]\n",
             "        kth = logits.sort(descending=True).values[top_k - 1]\n",
+        ),
+    ],
+    "05_finetuning": [
+        (
+            "build_example",
+            "    prompt = tokenizer.encode(format_prompt(instruction, input))\n"
+            "    target = tokenizer.encode(answer) + [tokenizer.vocab_size]  # the answer, then <end>\n"
+            "    return prompt + target, [IGNORE_INDEX] * len(prompt) + target",
+            "    ids, labels = [], []\n    for i in tokenizer.encode(format_prompt(instruction, input)):\n"
+            "        ids.append(i)\n        labels.append(IGNORE_INDEX)\n"
+            "    for i in tokenizer.encode(answer) + [tokenizer.vocab_size]:\n        ids.append(i)\n        labels.append(i)\n"
+            "    return ids, labels",
+        ),
+        (
+            "pad_batch",
+            "    B, T = len(examples)",
+            "    from torch.nn.utils.rnn import pad_sequence\n\n"
+            "    ids = pad_sequence([torch.tensor(x) for x, _ in examples], batch_first=True, padding_value=pad_id)\n"
+            "    labels = pad_sequence([torch.tensor(y) for _, y in examples], batch_first=True, padding_value=IGNORE_INDEX)\n"
+            "    return ids, labels, torch.tensor([len(x) for x, _ in examples])\n    B, T = len(examples)",
+        ),
+        (
+            "answer_loss",
+            "    V = logits.shape[-1]\n    return F.cross_entropy(logits[:, :-1].reshape(-1, V), targets.reshape(-1), ignore_index=IGNORE_INDEX)",
+            "    real = targets != IGNORE_INDEX\n"
+            "    logp = logits[:, :-1].log_softmax(-1).gather(-1, targets.clamp(min=0)[..., None])[..., 0]\n"
+            "    return -(logp * real).sum() / real.sum()",
+        ),
+        # the model's own loss, with the targets shifted by hand
+        (
+            "finetune_step",
+            "    logits, _ = model(ids)\n    loss = answer_loss(logits, labels)\n",
+            "    _, loss = model(ids[:, :-1], labels[:, 1:])\n",
+        ),
+        (
+            "answer",
+            "    step_input, out = prompt, []  # the whole prompt first, then one token per step\n"
+            "    for _ in range(max_new_tokens):\n        logits, _ = model(torch.tensor([step_input]), cache=cache)\n",
+            "    logits, _ = model(torch.tensor([prompt]), cache=cache)\n    out = []\n    while len(out) < max_new_tokens:\n",
+        ),
+        ("answer", "        step_input = [nxt]\n", "        logits, _ = model(torch.tensor([[nxt]]), cache=cache)\n"),
+        (
+            "exact_match",
+            "return sum(p.strip() == a.strip() for p, a in zip(predictions, answers)) / len(answers)",
+            "import numpy as np\n\n    return float(np.mean([p.strip() == a.strip() for p, a in zip(predictions, answers)]))",
+        ),
+        (
+            "classify_last_token",
+            "    last = h[torch.arange(idx.shape[0]), lengths - 1]  # (B, C)\n",
+            "    last = torch.stack([h[b, int(n) - 1] for b, n in enumerate(lengths)])\n",
         ),
     ],
 }

@@ -146,8 +146,11 @@ def test_answer_stops_at_end_returns_only_the_answer_and_uses_the_cache():
     assert answer(model, TOK, "B?", "a", max_new_tokens=2) == "ab"  # cut by the budget
     with pytest.raises(ValueError, match=f"no {END} token"):
         answer(GPT(TINY), TOK, "B?")
-    with pytest.raises(ValueError, match="exceed the model's context"):
-        answer(add_end_token(GPT(TINY)), TOK, "B?", "a" * 20, max_new_tokens=10)
+    with pytest.raises(ValueError, match="leaves room for 1 to 5"):
+        answer(add_end_token(GPT(TINY)), TOK, "B?", "a" * 17, max_new_tokens=10)  # 27 prompt tokens of 32
+    with pytest.raises(ValueError, match="fills the model's context"):
+        answer(add_end_token(GPT(TINY)), TOK, "B?", "a" * 25)
+    assert len(answer(add_end_token(GPT(TINY)), TOK, "B?", "a" * 17)) <= 5  # by default, what the context leaves
 
 
 def test_answer_matches_greedy_generation_of_a_real_gpt():

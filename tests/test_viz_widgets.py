@@ -446,7 +446,7 @@ def test_ask_widget_answers_what_is_typed_on_click(char_tok):
     [
         ("   ", "", "the instruction is empty"),
         ("Who speaks this line?", "O Romeo #", "never seen"),  # no "#" in the tokenizer's text
-        ("Who speaks this line?", "Romeo " * 17, "fills the model's context of 128 characters"),  # 25 + 102 + 4 > 127
+        ("Who speaks this line?", "Romeo " * 17, "fills the model's context of 128"),  # 25 + 102 + 4 > 127
     ],
 )
 def test_ask_widget_shows_errors_and_recovers(char_tok, instruction, given, message):
