@@ -199,7 +199,8 @@ class FinetuneRecipe:
     plain corpus text (every position a label), to keep what pretraining taught.
     ``kind="classify"``: a ``GPTClassifier`` on the sentiment sentences of the course split.
     ``pretrained=False`` starts from random weights of the base's architecture (or of
-    ``model``, a smaller one); ``lora_rank`` trains low-rank adapters only (merged at the end).
+    ``model``, a smaller one); ``lora_rank`` trains low-rank adapters (merged at the end) and
+    what is new: the classifier's head, or the token table with its ``<end>`` row.
     ``final_eval`` answers the held-out instructions of ``families`` (``eval_per_family`` of
     each) or classifies the held-out sentences, and measures the loss on the held-out corpus
     (its first ``eval_text_chars`` characters).
@@ -258,6 +259,7 @@ def base_model(name: str) -> tuple[GPT, CharTokenizer]:
 def instruction_examples(
     tokenizer: CharTokenizer, examples: Sequence[Instruction], context: int, mask_prompt: bool = True
 ) -> list[tuple[list[int], list[int]]]:
+    """``build_example`` for each instruction."""
     return [build_example(tokenizer, e.instruction, e.input, e.answer, context, mask_prompt) for e in examples]
 
 
@@ -271,9 +273,9 @@ def training_instructions(families: Sequence[str] | None, n_examples: int | None
     by_family: dict[str, list[Instruction]] = {}
     for i in order:
         by_family.setdefault(chosen[i].family, []).append(chosen[i])
-    rounds = [
-        e for k in range(max(map(len, by_family.values()))) for f in sorted(by_family) if k < len(by_family[f]) for e in [by_family[f][k]]
-    ]
+    rounds: list[Instruction] = []  # one of each family, then a second of each, ...
+    for k in range(max(map(len, by_family.values()))):
+        rounds += [by_family[f][k] for f in sorted(by_family) if k < len(by_family[f])]
     return rounds[:n_examples]
 
 
@@ -373,8 +375,9 @@ def run(recipe: FinetuneRecipe, out: str | Path) -> tuple[nn.Module, dict]:
         batch = _classify_batches(recipe, tokenizer, context, generator)
     if recipe.lora_rank is not None:
         add_lora(model.gpt if isinstance(model, GPTClassifier) else model, recipe.lora_rank, recipe.lora_alpha)
-        if isinstance(model, GPTClassifier):
-            model.classify.requires_grad_(True)  # the new head has nothing pretrained to keep
+        # New parts have nothing pretrained to keep: the classifier's head, and the <end> row of the
+        # token table (tied to the output layer; a frozen mean row would never be predicted).
+        (model.classify if isinstance(model, GPTClassifier) else model.tok_emb).requires_grad_(True)
     trainable = num_parameters(model)
     history = train(model, batch, recipe.train, generators=[generator])
     if recipe.lora_rank is not None:

@@ -249,6 +249,24 @@ def test_run_finetunes_the_base_with_the_common_loop_and_saves_a_loadable_checkp
         load_finetuned(out, "classify")
 
 
+def test_lora_run_trains_adapters_and_the_token_table_then_merges(tmp_path):
+    recipe = FinetuneRecipe(
+        train=TrainConfig(steps=2, eval_every=2, eval_batches=1, progress=False), batch_size=2, lora_rank=2, final_eval=False
+    )
+    model, ckpt = finetune.run(recipe, tmp_path / "lora.pt")
+    base, _ = finetune.base_model(finetune.BASE)
+    c = base.config
+    per_block = 2 * (
+        (c.d_model + 3 * c.d_model) + 2 * c.d_model + (c.d_model + c.mlp_hidden) + (c.mlp_hidden + c.d_model)
+    )  # qkv, proj, fc, proj
+    table = (c.vocab_size + 1) * c.d_model  # the token table, <end> row included (tied to the output layer)
+    assert ckpt["trainable_parameters"] == c.n_layers * per_block + table
+    assert not any(isinstance(m, LoRALinear) for m in model.modules())  # merged: a plain GPT again
+    loaded, _ = load_finetuned(tmp_path / "lora.pt")
+    x = torch.randint(c.vocab_size, (1, 12))
+    torch.testing.assert_close(loaded(x)[0], model(x)[0])
+
+
 def test_mixed_batches_hold_plain_text_with_every_position_a_label():
     recipe = FinetuneRecipe(train=TrainConfig(steps=1), batch_size=4, pretrain_mix=0.5)
     _, tokenizer = finetune.base_model(finetune.BASE)
