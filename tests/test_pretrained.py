@@ -66,7 +66,7 @@ def test_copy_model_shows_the_bottleneck():
 def test_checkpoints_are_small():
     sizes = {p.name: p.stat().st_size for p in CHECKPOINT_DIR.glob("*.pt")}
     assert sizes and all(size < 5_000_000 for size in sizes.values()), sizes  # a few MB at most each
-    assert sum(sizes.values()) < 20_000_000
+    assert sum(sizes.values()) < 25_000_000  # ten models, a clone stays small
 
 
 def test_unknown_cell_is_a_clear_error():
