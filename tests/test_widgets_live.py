@@ -53,13 +53,18 @@ from lmkit.pretrained import load_gpt
 tokenizer, train_data, val_data = char_data()
 gpt, gpt_ckpt = load_gpt("char_gpt_learned")"""
 CH5_SETUP = """\
-from lmkit.finetune import add_end_token
+from lmkit.finetune import base_model, load_finetuned
 
-model = add_end_token(load_gpt("char_gpt_rope")[0])"""
+base, tokenizer = base_model("char_gpt_rope")
+model, ckpt = load_finetuned("gpt_instruct")"""
 TOKENIZER_CALL = "from lmkit.widgets import tokenizer_explorer\n\ntokenizer_explorer(tokenizers)"
 ATTENTION_CALL = "from lmkit.widgets import attention_explorer\n\nattention_explorer(gpt, tokenizer)"
 ASK_CALL = "from lmkit.widgets import ask_widget\n\nask_widget(model, tokenizer)"
-CHAPTER_CELLS = {"book/01_language_as_data.md": [CH1_SETUP, TOKENIZER_CALL], "book/03_transformers.md": [CH3_SETUP, ATTENTION_CALL]}
+CHAPTER_CELLS = {
+    "book/01_language_as_data.md": [CH1_SETUP, TOKENIZER_CALL],
+    "book/03_transformers.md": [CH3_SETUP, ATTENTION_CALL],
+    "book/05_finetuning.md": [CH5_SETUP, ASK_CALL],
+}
 CELLS = [CH1_SETUP, TOKENIZER_CALL, CH3_SETUP, ATTENTION_CALL, CH5_SETUP, ASK_CALL]
 TOKENIZER_CELL, ATTENTION_CELL, ASK_CELL = 1, 3, 5
 
