@@ -30,13 +30,9 @@ def assignments(source: Path) -> dict[str, str]:
 
 ASSIGNMENTS = assignments(REPO / "solutions")
 # nbgrader shells out to `alembic` and Jupyter starts kernels by name: both must
-# come from this environment, whatever PATH the tests were started with. One
-# thread per process (unless the caller chose): grading runs a kernel and a
-# sandboxed worker side by side, and the course's models are too small for a
-# second thread to help; on two cores, threads of two processes only wait for
-# each other.
+# come from this environment, whatever PATH the tests were started with.
 BIN = str(Path(sys.executable).parent)
-ENV = {"OMP_NUM_THREADS": "1", **os.environ, "PATH": BIN + os.pathsep + os.environ.get("PATH", "")}
+ENV = {**os.environ, "PATH": BIN + os.pathsep + os.environ.get("PATH", "")}
 SOLUTION_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n", re.MULTILINE)
 
 
