@@ -22,7 +22,9 @@ A checkpoint without the resume state (no ``optimizer``, no ``rng``) is the smal
 
 from __future__ import annotations
 
+import json
 import os
+import platform
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -124,3 +126,13 @@ def upgrade(raw: dict) -> dict:
     if "torch_rng" in raw:
         ckpt["rng"] = {"torch": raw["torch_rng"], "generators": list(raw.get("generator_states", []))}
     return ckpt
+
+
+def write_results(out_dir: str | os.PathLike, name: str, payload: dict) -> Path:
+    """Write a precomputed experiment's ``payload`` (results only, no weights) as
+    ``out_dir/name.json``, with the torch, thread count and machine that made it."""
+    out = Path(out_dir) / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    made_on = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine()}
+    out.write_text(json.dumps({**payload, "made_on": made_on}, indent=1))
+    return out

@@ -10,14 +10,10 @@ two-core machine; the shipped ``gpt_instruct`` trains longer.
 from __future__ import annotations
 
 import dataclasses
-import json
-import platform
 import tempfile
 from pathlib import Path
 
-import torch
-
-from lmkit.checkpoint import CHECKPOINT_DIR
+from lmkit.checkpoint import CHECKPOINT_DIR, write_results
 from lmkit.finetune import FINETUNED, FinetuneRecipe, add_end_token, base_model, evaluate, heldout_instructions, run
 from lmkit.instructions import FAMILIES
 
@@ -69,20 +65,12 @@ def _result(recipe: FinetuneRecipe, **labels) -> dict:
     return out
 
 
-def _write(out_dir: Path, name: str, payload: dict) -> Path:
-    out = out_dir / f"{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    made_on = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine()}
-    out.write_text(json.dumps({**payload, "made_on": made_on}, indent=1))
-    return out
-
-
 def build_finetune_before(steps: int | None = None, out_dir: Path = CHECKPOINT_DIR, progress: bool = True) -> Path:
     """The pretrained base (with an untrained ``<end>`` token) answering every held-out
     instruction (``steps``: only that many per family, a quick trial)."""
     base, tokenizer = base_model(INSTRUCT.base)
     heldout = evaluate(add_end_token(base).eval(), tokenizer, heldout_instructions(per_family=steps))
-    return _write(out_dir, "finetune_before", {"base": INSTRUCT.base, **heldout})
+    return write_results(out_dir, "finetune_before", {"base": INSTRUCT.base, **heldout})
 
 
 def build_finetune_variants(steps: int | None = None, out_dir: Path = CHECKPOINT_DIR, progress: bool = True) -> Path:
@@ -93,7 +81,7 @@ def build_finetune_variants(steps: int | None = None, out_dir: Path = CHECKPOINT
         for name, changes in VARIANTS.items()
         for seed in SEEDS
     ]
-    return _write(out_dir, "finetune_variants", {"steps": recipe.train.steps, "results": results})
+    return write_results(out_dir, "finetune_variants", {"steps": recipe.train.steps, "results": results})
 
 
 def build_finetune_data(steps: int | None = None, out_dir: Path = CHECKPOINT_DIR, progress: bool = True) -> Path:
@@ -110,7 +98,7 @@ def build_finetune_data(steps: int | None = None, out_dir: Path = CHECKPOINT_DIR
         for n in DATA_SIZES
         for seed in SEEDS
     ]
-    return _write(out_dir, "finetune_data", {"steps": recipe.train.steps, "results": results})
+    return write_results(out_dir, "finetune_data", {"steps": recipe.train.steps, "results": results})
 
 
 def build_finetune_specialists(steps: int | None = None, out_dir: Path = CHECKPOINT_DIR, progress: bool = True) -> Path:
@@ -127,7 +115,9 @@ def build_finetune_specialists(steps: int | None = None, out_dir: Path = CHECKPO
         for family in FAMILIES
         for seed in SEEDS
     ]
-    return _write(out_dir, "finetune_specialists", {"steps": recipe.train.steps, "model": dataclasses.asdict(small), "results": results})
+    return write_results(
+        out_dir, "finetune_specialists", {"steps": recipe.train.steps, "model": dataclasses.asdict(small), "results": results}
+    )
 
 
 def build_sentiment_head(steps: int | None = None, out_dir: Path = CHECKPOINT_DIR, progress: bool = True) -> Path:
@@ -136,7 +126,7 @@ def build_sentiment_head(steps: int | None = None, out_dir: Path = CHECKPOINT_DI
     config = recipe.train if steps is None else dataclasses.replace(recipe.train.shortened(steps), eval_batches=1)
     config = dataclasses.replace(config, progress=progress)
     results = [_result(dataclasses.replace(recipe, train=config, seed=seed)) for seed in SENTIMENT_SEEDS]
-    return _write(out_dir, "sentiment_head", {"steps": config.steps, "results": results})
+    return write_results(out_dir, "sentiment_head", {"steps": config.steps, "results": results})
 
 
 SWEEPS = {

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import platform
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +29,7 @@ from torch import nn
 
 from lmkit import finetune, finetune_sweeps
 from lmkit.baselines import SENTIMENT_TRAIN, predict_sentiment, sentiment_split, sentiment_words, train_sentiment_lstm
-from lmkit.checkpoint import CHECKPOINT_DIR, load_checkpoint
+from lmkit.checkpoint import CHECKPOINT_DIR, load_checkpoint, write_results
 from lmkit.data import char_data, get_batch
 from lmkit.generate import time_generation
 from lmkit.recipes import BABY_GPT, Recipe, run
@@ -141,12 +140,8 @@ def _sweep(recipe: Recipe, variants: dict[str, dict], seeds: list[int]) -> list[
 
 
 def _write_sweep(out_dir: Path, name: str, recipe: Recipe, results: list[dict]) -> Path:
-    out = out_dir / f"{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    made_on = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine()}
     info = {"steps": recipe.train.steps, "warmup": recipe.train.warmup, "batch_size": recipe.batch_size, "block_size": recipe.block_size}
-    out.write_text(json.dumps({**info, "made_on": made_on, "results": results}, indent=1))
-    return out
+    return write_results(out_dir, name, {**info, "results": results})
 
 
 def build_depth_sweep(steps: int | None = None, out_dir: Path = CHECKPOINT_DIR, progress: bool = True) -> Path:
@@ -175,11 +170,7 @@ def build_kv_cache_timing(steps: int | None = None, out_dir: Path = CHECKPOINT_D
     prompt = [ckpt["tokenizer"].index(c) for c in "JULIET:\n"]
     lengths = KV_LENGTHS if steps is None else [steps]
     timing = time_generation(model, prompt, lengths, repeats=3)
-    out = out_dir / "kv_cache_timing.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    made_on = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine()}
-    out.write_text(json.dumps({"prompt_tokens": len(prompt), "lengths": lengths, "seconds": timing, "made_on": made_on}, indent=1))
-    return out
+    return write_results(out_dir, "kv_cache_timing", {"prompt_tokens": len(prompt), "lengths": lengths, "seconds": timing})
 
 
 # Chapter 2's sentiment LSTM over several seeds, with the words of each sentence in order or shuffled.
