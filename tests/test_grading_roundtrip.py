@@ -216,10 +216,16 @@ def test_broken_submissions_do_not_stop_the_run(graded):
         assert failed(scores, "import_error") == {S.tasks(aid)[0][2]}, scores["import_error"]
 
 
-def test_feedback_names_the_mistake_without_grading_internals(graded):
+@pytest.fixture(scope="module")
+def feedback(graded):
+    """nbgrader's feedback for every graded student, generated once per assignment."""
+    run("nbgrader", "generate_feedback", graded["aid"], cwd=graded["course"])
+    return graded["course"] / "feedback"
+
+
+def test_feedback_names_the_mistake_without_grading_internals(graded, feedback):
     aid, course = graded["aid"], graded["course"]
-    run("nbgrader", "generate_feedback", aid, cwd=course)
-    html = (course / "feedback" / "mistakes_a" / aid / ASSIGNMENTS[aid].replace(".ipynb", ".html")).read_text()
+    html = (feedback / "mistakes_a" / aid / ASSIGNMENTS[aid].replace(".ipynb", ".html")).read_text()
     assert "lmkit/grader" not in html and "site-packages" not in html and str(course) not in html
     assert "white-space: pre-wrap" in html  # long messages wrap
     messages = autograded_output(course, "mistakes_a", aid)
@@ -231,11 +237,10 @@ def test_feedback_names_the_mistake_without_grading_internals(graded):
         assert named[aid] in messages, messages
 
 
-def test_feedback_export_and_determinism(graded):
+def test_feedback_export_and_determinism(graded, feedback):
     aid, course, scores = graded["aid"], graded["course"], graded["scores"]
-    run("nbgrader", "generate_feedback", aid, cwd=course)
-    feedback = course / "feedback" / "solution" / aid / ASSIGNMENTS[aid].replace(".ipynb", ".html")
-    assert feedback.exists() and "Score:" in feedback.read_text()
+    page = feedback / "solution" / aid / ASSIGNMENTS[aid].replace(".ipynb", ".html")
+    assert page.exists() and "Score:" in page.read_text()
     run("nbgrader", "export", "--to", str(course / "grades.csv"), cwd=course)
     rows = list(csv.DictReader(open(course / "grades.csv")))
     by_student = {r["student_id"]: r for r in rows if r["assignment"] == aid}
