@@ -152,3 +152,28 @@ def test_loop_measures():
     assert distinct_ngram_ratio("abcd", 2) == 1.0
     with pytest.raises(ValueError, match="fewer than n"):
         repeated_share("abc", n=5)
+
+
+def test_reliability_figure_draws_the_bins():
+    from lmkit.viz import reliability_figure
+
+    bins = reliability_bins([0.1, 0.2, 0.4, 0.5, 1.0], [0, 1, 0, 1, 1], n_bins=2)
+    bars, dots, diagonal = reliability_figure(bins, "t").data
+    assert list(bars.x) == [0.25, 0.75] and list(bars.width) == [0.5, 0.5]
+    assert list(bars.y) == [b["accuracy"] for b in bins] and list(bars.text) == ["3", "2"]
+    assert list(dots.y) == [b["confidence"] for b in bins] and list(diagonal.y) == [0, 1]
+    with pytest.raises(ValueError, match="at least one bin"):
+        reliability_figure([], "t")
+
+
+def test_accuracy_figure_error_bars_are_wilson_intervals():
+    from lmkit.baselines import accuracy_interval
+    from lmkit.viz import accuracy_figure
+
+    fig = accuracy_figure({"model": {"easy": [True] * 9 + [False], "hard": [True, False, False, False]}}, "t")
+    (bars,) = fig.data
+    assert list(bars.y) == pytest.approx([0.9, 0.25])
+    low, high = accuracy_interval(1, 4)
+    assert bars.error_y.array[1] == pytest.approx(high - 0.25) and bars.error_y.arrayminus[1] == pytest.approx(0.25 - low)
+    with pytest.raises(ValueError, match="at least one answer"):
+        accuracy_figure({"model": {"easy": []}}, "t")
