@@ -3,9 +3,10 @@
 ``build_failures`` runs the shipped models once and writes every output chapter 6 and
 exercise 06 look at, with the measures of ``lmkit.analysis``, into
 ``lmkit/checkpoints/failures.json``; ``load_failures`` reads it back. The command is
-``OMP_NUM_THREADS=1 python -m lmkit.pretrained --only failures``: MEASURED_TIME on
-two shared CPU cores (``--steps N``: a quick trial with N examples of each kind and
-short samples, which checks the bookkeeping, not the numbers).
+``OMP_NUM_THREADS=1 python -m lmkit.pretrained --only failures``: 380 s measured (one
+thread, on a two-core machine shared with other work; the seconds of each part are in
+the file's ``seconds``). ``--steps N`` is a quick trial with N examples of each kind and
+short samples, which checks the bookkeeping, not the numbers.
 
 Two models are run:
 
@@ -19,6 +20,11 @@ Two models are run:
   the form of its samples (``"form"``), and loops against temperature (``"loops"``).
   Samples longer than the context are generated with a sliding window
   (``use_cache=False``), the way the model was trained to read.
+
+No input was a finetuning example: chapter 5's held-out instructions, new examples made
+from the held-out side of its split (``lmkit.instructions``), invented strings, and the
+long words of ``"unfamiliar"`` (words of the pretraining text too long for the data set).
+The passages and prompts of the base model come from the corpus's held-out tenth.
 """
 
 from __future__ import annotations
@@ -61,8 +67,9 @@ SAMPLE_CHARS = 400
 SAMPLE_TEMPERATURE = 0.8
 NGRAM = 12  # 12 characters are two or three words: sharing one with the training text is not chance
 TEMPERATURES = (0.0, 0.3, 0.6, 0.8, 1.0)
-LOOP_PROMPTS, LOOP_CHARS, LOOP_PROMPT_CHARS = 8, 300, 64
+LOOP_PROMPTS, LOOP_CHARS, LOOP_PROMPT_CHARS = 16, 300, 64
 LOOP_NGRAM = 20  # see lmkit.analysis.repeated_share
+DISTINCT_NGRAM = 8
 PER_LEVEL = 30  # extra held-out examples per number of words (count) and per word length (reverse)
 OOD = 100  # examples of each unfamiliar kind
 LONG_WORDS = (9, 12)  # letters of the long words for reverse (training words have 3 to 8)
@@ -182,11 +189,11 @@ def _scramble(word: str, rng: random.Random) -> str:
     return "".join(letters)
 
 
-def _unfamiliar(model: GPT, tokenizer: CharTokenizer, examples: Sequence[Instruction], n: int) -> dict:
+def _unfamiliar(model: GPT, tokenizer: CharTokenizer, examples: Sequence[Instruction], n: int, known: frozenset[str]) -> dict:
     """Count and reverse on inputs unlike their training data, each next to the held-out
-    examples it was made from (``"familiar"``), whose answers are the same."""
+    examples it was made from (``"familiar"``), whose answers are the same. ``known``: the
+    words of the training text (invented words avoid them, long words come from them)."""
     rng = random.Random("failures:unfamiliar")
-    known = frozenset(words(tokenizer.decode(char_data()[1].tolist())))
     count = [e for e in examples if e.family == "count"][:n]
     reverse = [e for e in examples if e.family == "reverse"][:n]
     lines = instructions._line_sides(0)["heldout"]  # as in _difficulty
@@ -266,7 +273,7 @@ def build_failures(steps: int | None = None, out_dir: Path = CHECKPOINT_DIR, pro
     log("difficulty")
     payload["rephrasing"] = _rephrasing(instruct, tokenizer, examples, payload["calibration"]["answers"])
     log("rephrasing")
-    payload["unfamiliar"] = _unfamiliar(instruct, tokenizer, examples, steps or OOD)
+    payload["unfamiliar"] = _unfamiliar(instruct, tokenizer, examples, steps or OOD, vocabulary)
     log("unfamiliar")
 
     sampler, _ = base_model(SAMPLER)
@@ -299,22 +306,24 @@ def build_failures(steps: int | None = None, out_dir: Path = CHECKPOINT_DIR, pro
         "measures": {"samples": copied(samples), "heldout": copied(heldout)},
     }
     log("memorisation")
+    by_source = {"bigram": bigram_samples, SAMPLER: samples, "held-out text": heldout}
     payload["form"] = {
-        "texts": {"bigram": bigram_samples, SAMPLER: samples, "held-out text": heldout},
-        "measures": {
-            name: [_form(t, vocabulary) for t in texts]
-            for name, texts in {"bigram": bigram_samples, SAMPLER: samples, "held-out text": heldout}.items()
-        },
-        "line_lengths": {
-            name: [x for t in texts for x in line_lengths(t)]
-            for name, texts in {"bigram": bigram_samples, SAMPLER: samples, "held-out text": heldout}.items()
-        },
+        "texts": by_source,
+        "measures": {name: [_form(t, vocabulary) for t in texts] for name, texts in by_source.items()},
+        "line_lengths": {name: [x for t in texts for x in line_lengths(t)] for name, texts in by_source.items()},
     }
     log("form")
 
     k, loop_chars = (steps, TRIAL_CHARS) if trial else (LOOP_PROMPTS, LOOP_CHARS)
     prompts = [val_text[at : at + LOOP_PROMPT_CHARS] for at in starts[:k]]
-    loops: dict = {"prompts": prompts, "chars": loop_chars, "ngram": LOOP_NGRAM, "temperatures": list(TEMPERATURES), "runs": []}
+    loops: dict = {
+        "prompts": prompts,
+        "chars": loop_chars,
+        "ngram": LOOP_NGRAM,
+        "distinct_ngram": DISTINCT_NGRAM,
+        "temperatures": list(TEMPERATURES),
+        "runs": [],
+    }
     for t in TEMPERATURES:
         texts = [_sample(sampler, tokenizer, p, loop_chars, t, seed) for seed, p in enumerate(prompts)]
         loops["runs"].append(
@@ -322,12 +331,15 @@ def build_failures(steps: int | None = None, out_dir: Path = CHECKPOINT_DIR, pro
                 "temperature": t,
                 "texts": texts,
                 "repeated": [repeated_share(x, LOOP_NGRAM) for x in texts],
-                "distinct": [distinct_ngram_ratio(x, 8) for x in texts],
+                "distinct": [distinct_ngram_ratio(x, DISTINCT_NGRAM) for x in texts],
                 "real_words": [real_word_share(x, vocabulary) for x in texts],
             }
         )
     real = [val_text[at + LOOP_PROMPT_CHARS : at + LOOP_PROMPT_CHARS + loop_chars] for at in starts[:k]]  # what the prompts go on with
-    loops["heldout"] = {"repeated": [repeated_share(x, LOOP_NGRAM) for x in real], "distinct": [distinct_ngram_ratio(x, 8) for x in real]}
+    loops["heldout"] = {
+        "repeated": [repeated_share(x, LOOP_NGRAM) for x in real],
+        "distinct": [distinct_ngram_ratio(x, DISTINCT_NGRAM) for x in real],
+    }
     payload["loops"] = loops
     log("loops")
     payload["seconds"] = {**seconds, "total": round(time.perf_counter() - start, 1)}
