@@ -98,3 +98,17 @@ def test_build_failures_quick_trial(tmp_path):
 def test_load_failures_names_the_rebuild_command(tmp_path):
     with pytest.raises(FileNotFoundError, match="--only failures"):
         load_failures(tmp_path)
+
+
+def test_shipped_rephrasing_and_unfamiliar_reuse_the_heldout_answers(shipped):
+    cal = shipped["calibration"]
+    for family, results in shipped["rephrasing"].items():
+        as_trained = results[0]
+        assert as_trained["agreement"] == 1.0 and len({len(r["correct"]) for r in results}) == 1
+        answers = [a for a, f in zip(cal["answers"], cal["family"]) if f == family]
+        assert set(as_trained["answers"]) <= set(answers) and (family == "sentiment" or as_trained["answers"] == answers)
+    unfamiliar = shipped["unfamiliar"]
+    familiar = unfamiliar["count: familiar"]["inputs"]
+    assert unfamiliar["count: CAPITALS"]["inputs"] == [t.upper() for t in familiar]
+    shuffled = unfamiliar["count: letters of each word shuffled"]["inputs"]
+    assert [sorted(t.replace(" ", "")) for t in shuffled] == [sorted(t.replace(" ", "")) for t in familiar]
