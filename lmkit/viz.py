@@ -316,3 +316,77 @@ def seeds_figure(series: Mapping[str, Mapping[str, Sequence[float]]], title: str
         legend={"orientation": "h", "y": -0.15, "yanchor": "top"},
     )
     return fig
+
+
+def reliability_figure(bins: Sequence[Mapping[str, float]], title: str) -> go.Figure:
+    """A reliability diagram (chapter 6) of ``lmkit.analysis.reliability_bins``' output: a bar
+    per bin, as wide as the bin and as high as its accuracy, labelled with its count; a dot
+    at its mean confidence; and the diagonal on which a calibrated model's bars would end."""
+    if not bins:
+        raise ValueError("give at least one bin")
+    mids = [(b["lo"] + b["hi"]) / 2 for b in bins]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Bar(
+            x=mids,
+            y=[b["accuracy"] for b in bins],
+            width=[b["hi"] - b["lo"] for b in bins],
+            text=[str(b["count"]) for b in bins],
+            textposition="outside",
+            name="accuracy (bar label: answers in the bin)",
+            marker={"color": PALETTE[2], "line": {"color": "#555", "width": 1}},
+        )
+    )
+    fig.add_trace(go.Scatter(x=mids, y=[b["confidence"] for b in bins], mode="markers", name="mean confidence", marker={"size": 9}))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="calibrated", line={"dash": "dash", "color": "#888"}))
+    fig.update_layout(
+        title=title,
+        xaxis={"title": "confidence: the probability the model gives its answer", "range": [0, 1], "tickformat": ".0%"},
+        yaxis={"title": "share of answers right", "range": [0, 1.1], "tickformat": ".0%"},
+        legend={"orientation": "h", "y": -0.2, "yanchor": "top"},
+    )
+    return fig
+
+
+def accuracy_figure(series: Mapping[str, Mapping[str, Sequence[bool]]], title: str, xaxis_title: str = "") -> go.Figure:
+    """Accuracies with their 95% intervals (chapter 6): ``series[name][category]`` lists whether
+    each answer was right. Each series is a colour of bars, each category a place on the x
+    axis; the error bars are Wilson intervals (``lmkit.baselines.accuracy_interval``), so that
+    a difference can be read against what the number of answers allows."""
+    from lmkit.baselines import accuracy_interval  # here, not at the top: importing lmkit.viz does not load the training code
+
+    if not series:
+        raise ValueError("give at least one series")
+    fig = go.Figure()
+    for name, by_category in series.items():
+        if not by_category or not all(by_category.values()):
+            raise ValueError(f"series {name!r} needs at least one category, each with at least one answer")
+        categories = list(by_category)
+        right = [sum(map(bool, by_category[c])) for c in categories]
+        n = [len(by_category[c]) for c in categories]
+        acc = [r / k for r, k in zip(right, n)]
+        low, high = zip(*(accuracy_interval(r, k) for r, k in zip(right, n)))
+        fig.add_trace(
+            go.Bar(
+                x=categories,
+                y=acc,
+                name=name,
+                customdata=list(zip(right, n)),
+                hovertemplate="%{x}: %{customdata[0]} of %{customdata[1]} right<extra>" + name + "</extra>",
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [h - a for h, a in zip(high, acc)],
+                    "arrayminus": [a - lo for a, lo in zip(acc, low)],
+                },
+            )
+        )
+    fig.update_layout(
+        title=title,
+        barmode="group",
+        showlegend=len(series) > 1,
+        xaxis={"title": xaxis_title, "type": "category"},
+        yaxis={"title": "accuracy (95% interval)", "tickformat": ".0%", "range": [0, 1.05]},
+        legend={"orientation": "h", "y": -0.2, "yanchor": "top"},
+    )
+    return fig
