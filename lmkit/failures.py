@@ -130,7 +130,7 @@ def _difficulty(model: GPT, tokenizer: CharTokenizer, per_level: int) -> dict:
     """Count by the number of words of the line, reverse by the length of the word, on
     examples of the held-out side of chapter 5's split (never its training texts)."""
     # The held-out side of the split that lmkit.instructions made the bundled examples from.
-    lines, heldout_words = instructions._line_sides(0)["heldout"], instructions._word_sides(0)["heldout"]
+    lines, heldout_words = instructions.line_sides(0)["heldout"], instructions.word_sides(0)["heldout"]
     rng = random.Random("failures:difficulty")
     count = []
     for k in range(1, len(COUNT_WORDS) + 1):
@@ -169,7 +169,7 @@ def _rephrasing(model: GPT, tokenizer: CharTokenizer, examples: Sequence[Instruc
         chosen = [
             (e, a)
             for e, a in zip(examples, original)
-            if e.family == family and all(instructions._fits(dataclasses.replace(e, instruction=w)) for w in wordings)
+            if e.family == family and all(instructions.fits(dataclasses.replace(e, instruction=w)) for w in wordings)
         ]
         if not chosen:
             continue
@@ -197,7 +197,7 @@ def _unfamiliar(model: GPT, tokenizer: CharTokenizer, examples: Sequence[Instruc
     rng = random.Random("failures:unfamiliar")
     count = [e for e in examples if e.family == "count"][:n]
     reverse = [e for e in examples if e.family == "reverse"][:n]
-    lines = instructions._line_sides(0)["heldout"]  # as in _difficulty
+    lines = instructions.line_sides(0)["heldout"]  # as in _difficulty
     long_lines = [line.text for line in lines if len(line.text.split()) > len(COUNT_WORDS)][:n]
     lo, hi = LONG_WORDS
     long_words = sorted({w for w in known if lo <= len(w) <= hi and w.isalpha()})
@@ -209,7 +209,7 @@ def _unfamiliar(model: GPT, tokenizer: CharTokenizer, examples: Sequence[Instruc
 
     def make(family: str, inputs: Sequence[str], answers: Sequence[str]) -> list[Instruction]:
         made = [Instruction(family, INSTRUCTIONS[family], i, a, "unfamiliar") for i, a in zip(inputs, answers)]
-        return [e for e in made if instructions._fits(e)]
+        return [e for e in made if instructions.fits(e)]
 
     sets = {
         "count: familiar": count,

@@ -129,7 +129,8 @@ def _sequence_length(example: Instruction) -> int:
     return len(format_prompt(example.instruction, example.input)) + len(example.answer) + 1
 
 
-def _fits(example: Instruction) -> bool:
+def fits(example: Instruction) -> bool:
+    """Whether ``example`` uses only the corpus's characters and fits the shipped context."""
     text = example.instruction + (example.input or "") + example.answer
     return _sequence_length(example) <= CONTEXT and set(text) <= _characters()
 
@@ -139,7 +140,7 @@ def _make(family: str, input: str, answer: str, source: str) -> Instruction:
 
 
 def _sample(rng: random.Random, candidates: Sequence[Instruction], k: int, what: str) -> list[Instruction]:
-    candidates = [ex for ex in candidates if _fits(ex)]
+    candidates = [ex for ex in candidates if fits(ex)]
     if len(candidates) < k:
         raise ValueError(f"only {len(candidates)} candidates for {k} {what} examples")
     return rng.sample(candidates, k)
@@ -155,7 +156,7 @@ def _balanced(rng: random.Random, candidates: Sequence[Instruction], n: int, fam
     return chosen
 
 
-def _line_sides(seed: int) -> dict[str, list[_Line]]:
+def line_sides(seed: int) -> dict[str, list[_Line]]:
     """The corpus lines of each split, the first occurrence of each text only: the
     distinct texts are split once, so a text is on one side whoever uses it."""
     first = {}
@@ -212,7 +213,8 @@ def _reverse(words: Sequence[str], rng: random.Random, n: int) -> list[Instructi
     return _sample(rng, candidates, n, "reverse")
 
 
-def _word_sides(seed: int) -> dict[str, list[str]]:
+def word_sides(seed: int) -> dict[str, list[str]]:
+    """The words of 3 to 8 letters of each split, for ``reverse``: a word is on one side only."""
     lo, hi = REVERSE_LETTERS
     words = sorted({w for w in _vocabulary()[0] if lo <= len(w) <= hi and w.isalpha()})
     train, heldout = train_val_split(words, val_fraction=HELDOUT_FRACTION, seed=seed)
@@ -245,7 +247,7 @@ def build_dataset(seed: int = 0) -> dict[str, list[Instruction]]:
     """The data set: ``{"train": [...], "heldout": [...]}``, family after family in the
     order of ``FAMILIES``, ``N_TRAIN`` and ``N_HELDOUT`` examples of each. Deterministic
     for a seed; the bundled files are ``build_dataset(0)``."""
-    lines, words = _line_sides(seed), _word_sides(seed)
+    lines, words = line_sides(seed), word_sides(seed)
     sentiment = _sentiment(seed)
     data = {}
     for split, n in zip(SPLITS, (N_TRAIN, N_HELDOUT)):
