@@ -3,10 +3,11 @@
 ``build_failures`` runs the shipped models once and writes every output chapter 6 and
 exercise 06 look at, with the measures of ``lmkit.analysis``, into
 ``lmkit/checkpoints/failures.json``; ``load_failures`` reads it back. The command is
-``OMP_NUM_THREADS=1 python -m lmkit.pretrained --only failures``: 380 s measured (one
+``OMP_NUM_THREADS=1 python -m lmkit.pretrained --only failures``: 347 s measured (one
 thread, on a two-core machine shared with other work; the seconds of each part are in
-the file's ``seconds``). ``--steps N`` is a quick trial with N examples of each kind and
-short samples, which checks the bookkeeping, not the numbers.
+the file's ``seconds``; two runs gave identical results). ``--steps N`` is a quick
+trial with N examples of each kind and short samples, which checks the bookkeeping,
+not the numbers.
 
 Two models are run:
 
