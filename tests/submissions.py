@@ -206,6 +206,53 @@ MUTANTS: dict[str, dict[str, list[Edit]]] = {
             ),
         ],
     },
+    "06_reflection": {
+        "mistakes_a": [
+            # confidences rounded to the nearest bin instead of floored
+            ("reliability_bins", "b = min(int(c * n_bins), n_bins - 1)", "b = min(round(c * n_bins), n_bins - 1)", "test_reliability_bins"),
+            # every bin counts the same, whatever it holds
+            (
+                "expected_calibration_error",
+                'return float(sum(b["count"] * abs(b["accuracy"] - b["confidence"]) for b in bins) / N)',
+                'return float(sum(abs(b["accuracy"] - b["confidence"]) for b in bins) / len(bins))',
+                "test_expected_calibration_error",
+            ),
+            # the span grows one step past the last match
+            (
+                "longest_copied_span",
+                "text[start : start + best + 1] in source",
+                "text[start : start + best] in source",
+                "test_longest_copied_span",
+            ),
+            # each distinct n-gram counted once
+            (
+                "ngram_overlap",
+                "grams = [text[i : i + n] for i in range(len(text) - n + 1)]",
+                "grams = sorted({text[i : i + n] for i in range(len(text) - n + 1)})",
+                "test_ngram_overlap",
+            ),
+        ],
+        "mistakes_b": [
+            # a confidence of 1.0 falls out of the last bin
+            ("reliability_bins", "b = min(int(c * n_bins), n_bins - 1)", "b = int(c * n_bins)", "test_reliability_bins"),
+            # the gaps keep their sign, so over- and underconfidence cancel
+            (
+                "expected_calibration_error",
+                'b["count"] * abs(b["accuracy"] - b["confidence"])',
+                'b["count"] * (b["accuracy"] - b["confidence"])',
+                "test_expected_calibration_error",
+            ),
+            # the last of the longest spans on a tie
+            (
+                "longest_copied_span",
+                "for start in range(len(text)):",
+                "for start in reversed(range(len(text))):",
+                "test_longest_copied_span",
+            ),
+            # the last n-gram left out
+            ("ngram_overlap", "for i in range(len(text) - n + 1)]", "for i in range(len(text) - n)]", "test_ngram_overlap"),
+        ],
+    },
 }
 
 ALTERNATIVES: dict[str, list[tuple[str, str, str]]] = {
@@ -330,6 +377,47 @@ ALTERNATIVES: dict[str, list[tuple[str, str, str]]] = {
             "classify_last_token",
             "    last = h[torch.arange(idx.shape[0]), lengths - 1]  # (B, C)\n",
             "    last = torch.stack([h[b, int(n) - 1] for b, n in enumerate(lengths)])\n",
+        ),
+    ],
+    "06_reflection": [
+        # the bins counted with torch.bincount instead of a loop
+        (
+            "reliability_bins",
+            "    total = [0] * n_bins\n    conf_sum, right_sum = [0.0] * n_bins, [0.0] * n_bins\n    for c, r in zip(conf, right):\n"
+            "        b = min(int(c * n_bins), n_bins - 1)  # c = 1.0 joins the last bin\n"
+            "        total[b] += 1\n        conf_sum[b] += c\n        right_sum[b] += r\n",
+            "    c, r = torch.tensor(conf, dtype=torch.float64), torch.tensor(right, dtype=torch.float64)\n"
+            "    b = (c * n_bins).long().clamp(max=n_bins - 1)\n"
+            "    total = torch.bincount(b, minlength=n_bins).tolist()\n"
+            "    conf_sum = torch.bincount(b, weights=c, minlength=n_bins).tolist()\n"
+            "    right_sum = torch.bincount(b, weights=r, minlength=n_bins).tolist()\n",
+        ),
+        # NumPy, without the bins of task 1
+        (
+            "expected_calibration_error",
+            "    bins = reliability_bins(confidence, correct, n_bins)\n"
+            '    N = sum(b["count"] for b in bins)\n'
+            '    return float(sum(b["count"] * abs(b["accuracy"] - b["confidence"]) for b in bins) / N)',
+            "    import numpy as np\n\n    c, r = np.asarray(confidence, dtype=float), np.asarray(correct, dtype=float)\n"
+            "    b = np.minimum((c * n_bins).astype(int), n_bins - 1)\n"
+            "    return float(sum((b == k).sum() * abs(r[b == k].mean() - c[b == k].mean()) for k in np.unique(b)) / len(c))",
+        ),
+        # a binary search on the length: every part of a copied span is copied
+        (
+            "longest_copied_span",
+            "    best, best_start = 0, 0\n    for start in range(len(text)):\n",
+            "    def first(L):\n        return next((i for i in range(len(text) - L + 1) if text[i : i + L] in source), None)\n\n"
+            "    lo, hi = 0, len(text)\n    while lo < hi:\n        mid = (lo + hi + 1) // 2\n"
+            "        lo, hi = (mid, hi) if first(mid) is not None else (lo, mid - 1)\n"
+            "    return (lo, first(lo)) if lo else (0, 0)\n"
+            "    best, best_start = 0, 0\n    for start in range(len(text)):\n",
+        ),
+        # a loop that counts as it goes
+        (
+            "ngram_overlap",
+            "    grams = [text[i : i + n] for i in range(len(text) - n + 1)]\n    return sum(g in source for g in grams) / len(grams)",
+            "    found = total = 0\n    for i in range(len(text) - n + 1):\n        total += 1\n"
+            "        if text[i : i + n] in source:\n            found += 1\n    return found / total",
         ),
     ],
 }
