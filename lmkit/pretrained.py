@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lmkit import finetune, finetune_sweeps
+from lmkit import finetune, finetune_sweeps, scaling
 from lmkit.baselines import SENTIMENT_TRAIN, predict_sentiment, sentiment_split, sentiment_words, train_sentiment_lstm
 from lmkit.checkpoint import CHECKPOINT_DIR, load_checkpoint, write_results
 from lmkit.data import char_data, get_batch
@@ -284,6 +284,8 @@ SWEEPS: dict[str, Callable[[int | None, Path, bool], Path]] = {
     "modern_ablation": build_modern_ablation,
     "kv_cache_timing": build_kv_cache_timing,
     **finetune_sweeps.SWEEPS,
+    "scaling": scaling.build_scaling,
+    "data_choice": scaling.build_data_choice,
 }
 NAMES = [*RECIPES, *finetune.FINETUNED, *SWEEPS]
 
