@@ -51,12 +51,13 @@ EVAL_TOKENS = 32768  # the first held-out characters, the same for every run
 # The course recipe's optimiser settings; the rate stays at lr after the warm-up.
 TRAIN = TrainConfig(steps=STEPS, lr=1e-3, min_lr=None, warmup=WARMUP, weight_decay=0.1, betas=(0.9, 0.99), grad_clip=1.0)
 
-# Data choice: the sweep's middle size (160k parameters besides the embedding) trained on the corpus as it is and on the
-# corpus with one passage of PASSAGE_CHARS characters repeated so that the copies make up
-# about REPEATED_SHARE of the training stream (the stream keeps its length: the copies
-# push out unique text at its end).
+# Data choice: the sweep's middle size (160k parameters besides the embedding) trained on the
+# corpus as it is and on the corpus with copies of one passage of PASSAGE_CHARS characters
+# added until the passage is about REPEATED_SHARE of the training stream; the same steps,
+# so the copies take the place of unique text in the batches. Both passages (the repeated
+# one and the one seen once, for comparison) begin at a speaker's turn.
 DATA_SIZE = SIZES[2]
-PASSAGE_START, PASSAGE_CHARS = 500_000, 5000
+PASSAGE_START, OTHER_START, PASSAGE_CHARS = 500_060, 250_298, 1000
 REPEATED_SHARE = 0.1
 DATA_SEEDS = [0, 1, 2]
 PROMPT_CHARS, CONTINUE_CHARS, N_PROMPTS = 32, 64, 40
@@ -193,20 +194,20 @@ def build_scaling(steps: int | None = None, out_dir: Path = CHECKPOINT_DIR, prog
 
 
 def repeated_passage_stream(train_data: torch.Tensor, start: int, length: int, share: float) -> tuple[torch.Tensor, int]:
-    """The training stream with the passage ``train_data[start:start + length]`` repeated
-    until its copies (the original included) make up about ``share`` of the stream; the
-    stream keeps its length, the extra copies replacing the unique text at its end.
-    Returns the new stream and the number of extra copies."""
+    """The training stream followed by copies of its passage ``train_data[start:start + length]``,
+    as many as make the passage (the original included) about ``share`` of the new stream:
+    the corpus with duplicates, of which ``train_data`` is the deduplicated form.
+    Returns the new stream and the number of copies added."""
     if not 0 < share < 1:
         raise ValueError(f"share must be in (0, 1), got {share}")
     if length < 1 or start < 0 or start + length > len(train_data):
         raise ValueError(f"the passage [{start}, {start + length}) must lie inside the {len(train_data)} training tokens")
-    extra = max(1, round(share * len(train_data) / length) - 1)
-    keep = len(train_data) - extra * length
-    if keep < start + length:
-        raise ValueError("the copies would push out the passage itself: choose an earlier start or a smaller share")
+    # (extra + 1) * length = share * (len + extra * length), solved for extra
+    extra = round((share * len(train_data) / length - 1) / (1 - share))
+    if extra < 1:
+        raise ValueError(f"the passage alone is already more than {share} of the stream: nothing to repeat")
     passage = train_data[start : start + length]
-    return torch.cat([train_data[:keep], passage.repeat(extra)]), extra
+    return torch.cat([train_data, passage.repeat(extra)]), extra
 
 
 @torch.no_grad()
@@ -232,9 +233,7 @@ def build_data_choice(steps: int | None = None, out_dir: Path = CHECKPOINT_DIR, 
     tokenizer, train_data, val_data = char_data()
     repeated, copies = repeated_passage_stream(train_data, PASSAGE_START, PASSAGE_CHARS, REPEATED_SHARE)
     passage = train_data[PASSAGE_START : PASSAGE_START + PASSAGE_CHARS]
-    # A passage of the same length that both streams hold once: the baseline for memorisation.
-    other_start = PASSAGE_START // 2
-    other = train_data[other_start : other_start + PASSAGE_CHARS]
+    other = train_data[OTHER_START : OTHER_START + PASSAGE_CHARS]  # in both streams once: the baseline
     eval_sets = {"held_out": val_data[: EVAL_TOKENS + 1], "repeated_passage": passage, "other_passage": other}
     model_config = GPTConfig.modern(vocab_size=tokenizer.vocab_size, context=BLOCK_SIZE, **DATA_SIZE)
     results = []
@@ -256,11 +255,11 @@ def build_data_choice(steps: int | None = None, out_dir: Path = CHECKPOINT_DIR, 
         "eval_steps": eval_steps,
         "tokens_per_step": BATCH_SIZE * BLOCK_SIZE,
         "passage_start": PASSAGE_START,
-        "other_start": other_start,
+        "other_start": OTHER_START,
         "passage_chars": PASSAGE_CHARS,
         "passage_text": tokenizer.decode(passage.tolist()),
         "extra_copies": copies,
-        "repeated_share": (copies + 1) * PASSAGE_CHARS / len(train_data),
+        "repeated_share": (copies + 1) * PASSAGE_CHARS / len(repeated),
         "prompt_chars": PROMPT_CHARS,
         "continue_chars": CONTINUE_CHARS,
         "results": results,

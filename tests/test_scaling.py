@@ -1,12 +1,20 @@
 import dataclasses
+import json
 import math
 
 import numpy as np
 import pytest
 import torch
 
+from lmkit.checkpoint import CHECKPOINT_DIR
 from lmkit.generate import generate
 from lmkit.scaling import (
+    DATA_SEEDS,
+    DATA_SIZE,
+    EVAL_STEPS,
+    SEEDS,
+    SIZES,
+    STEPS,
     TRAIN,
     fit_power_law,
     fit_power_law_floor,
@@ -95,9 +103,9 @@ def test_non_embedding_parameters_counted_by_hand():
 def test_repeated_passage_stream_by_hand():
     data = torch.arange(100)
     stream, extra = repeated_passage_stream(data, 10, 5, share=0.2)
-    # 20 of 100 tokens should be the passage: itself plus 3 copies, which replace the last 15 tokens
-    assert extra == 3
-    assert torch.equal(stream, torch.cat([torch.arange(85), torch.arange(10, 15).repeat(3)]))
+    # 5 * (extra + 1) = 0.2 * (100 + 5 * extra) gives extra = 3.75: 4 copies, 25 of 120 tokens
+    assert extra == 4
+    assert torch.equal(stream, torch.cat([data, torch.arange(10, 15).repeat(4)]))
 
 
 @pytest.mark.parametrize(
@@ -108,7 +116,7 @@ def test_repeated_passage_stream_by_hand():
         (98, 5, 0.2, "inside"),
         (-1, 5, 0.2, "inside"),
         (0, 0, 0.2, "inside"),
-        (82, 5, 0.2, "push out"),
+        (0, 50, 0.2, "already"),
     ],
 )
 def test_repeated_passage_stream_rejects_bad_input(start, length, share, message):
@@ -153,3 +161,16 @@ def test_train_measured_records_each_eval_step_reproducibly():
     for bad in ([], [4, 2], [2, 3]):
         with pytest.raises(ValueError, match="eval_steps"):
             train_measured(config, train_data, {"held_out": held_out}, short, bad, seed=3)
+
+
+def test_shipped_results_match_the_module_settings():
+    # the book reads these files: they must come from the sizes, steps and seeds defined here
+    scaling = json.loads((CHECKPOINT_DIR / "scaling.json").read_text())
+    assert scaling["eval_steps"] == EVAL_STEPS and scaling["steps"] == STEPS
+    assert [(r["d_model"], r["n_layers"], r["seed"]) for r in scaling["results"]] == [
+        (s["d_model"], s["n_layers"], seed) for s in SIZES for seed in SEEDS
+    ]
+    assert all(len(r["val_loss"]) == len(EVAL_STEPS) for r in scaling["results"])
+    choice = json.loads((CHECKPOINT_DIR / "data_choice.json").read_text())
+    assert choice["eval_steps"] == EVAL_STEPS and choice["model"] == DATA_SIZE
+    assert [(r["data"], r["seed"]) for r in choice["results"]] == [(d, s) for d in ("as is", "one passage repeated") for s in DATA_SEEDS]
