@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from lmkit.checkpoint import CHECKPOINT_DIR
+from lmkit.cli import pretrained_main
 from lmkit.generate import generate
 from lmkit.scaling import (
     DATA_SEEDS,
@@ -23,7 +24,7 @@ from lmkit.scaling import (
     train_measured,
     verbatim_continuations,
 )
-from lmkit.train import evaluate_lm
+from lmkit.train import evaluate_lm, num_parameters
 from lmkit.transformer import GPT, GPTConfig
 
 
@@ -174,3 +175,24 @@ def test_shipped_results_match_the_module_settings():
     choice = json.loads((CHECKPOINT_DIR / "data_choice.json").read_text())
     assert choice["eval_steps"] == EVAL_STEPS and choice["model"] == DATA_SIZE
     assert [(r["data"], r["seed"]) for r in choice["results"]] == [(d, s) for d in ("as is", "one passage repeated") for s in DATA_SEEDS]
+
+
+def test_builders_quick_trial_through_the_command_line(tmp_path, monkeypatch):
+    # the bookkeeping of both builders, with one tiny model and seed and two steps
+    tiny = {"d_model": 8, "n_layers": 1, "n_heads": 2}
+    monkeypatch.setattr("lmkit.scaling.SIZES", [tiny])
+    monkeypatch.setattr("lmkit.scaling.SEEDS", [0])
+    monkeypatch.setattr("lmkit.scaling.DATA_SIZE", tiny)
+    monkeypatch.setattr("lmkit.scaling.DATA_SEEDS", [0])
+    pretrained_main(["--only", "scaling", "--only", "data_choice", "--steps", "2", "--out", str(tmp_path), "--quiet"])
+    scaling = json.loads((tmp_path / "scaling.json").read_text())
+    (run,) = scaling["results"]
+    model = GPT(GPTConfig.modern(vocab_size=65, context=64, **tiny))
+    assert run["parameters"] == num_parameters(model) and run["non_embedding_parameters"] == non_embedding_parameters(model)
+    assert scaling["eval_steps"] == [2] and len(run["val_loss"]) == 1 and run["val_loss"][0] > 0
+    choice = json.loads((tmp_path / "data_choice.json").read_text())
+    assert [r["data"] for r in choice["results"]] == ["as is", "one passage repeated"]
+    assert len(choice["passage_text"]) == choice["passage_chars"]
+    for r in choice["results"]:
+        assert set(r["losses"]) == {"held_out", "repeated_passage", "other_passage"}
+        assert all(0 <= v <= choice["continue_chars"] for v in r["verbatim"]["repeated_passage"])
