@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lmkit import failures, finetune, finetune_sweeps
+from lmkit import failures, finetune, finetune_sweeps, scaling
 from lmkit.baselines import SENTIMENT_TRAIN, predict_sentiment, sentiment_split, sentiment_words, train_sentiment_lstm
 from lmkit.checkpoint import CHECKPOINT_DIR, load_checkpoint, write_results
 from lmkit.data import char_data, get_batch
@@ -285,6 +285,8 @@ SWEEPS: dict[str, Callable[[int | None, Path, bool], Path]] = {
     "kv_cache_timing": build_kv_cache_timing,
     **finetune_sweeps.SWEEPS,
     "failures": failures.build_failures,
+    "scaling": scaling.build_scaling,
+    "data_choice": scaling.build_data_choice,
 }
 NAMES = [*RECIPES, *finetune.FINETUNED, *SWEEPS]
 
