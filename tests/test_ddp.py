@@ -1,0 +1,156 @@
+"""Training under torch.distributed (lmkit.train): two processes, gloo on loopback,
+train the same run as one process at the same global batch.
+
+Two launches, to keep the cost at two process start-ups: torch.multiprocessing runs
+the library paths (which rows each process sees, the loss curve, checkpoints written
+by rank 0 only, a stopped run resumed), and ``torchrun`` runs the unchanged command
+line once. Losses are compared with a tolerance, not exactly: averaging two half-batch
+gradients sums the same float32 numbers in another order than one whole-batch
+gradient (relative differences near 1e-7 per step); 1e-5 nats leaves room for that
+over a few steps and is far below what a wrong split changes (a process that
+recorded only its own half's loss is off by about 1e-2 nats here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+import lmkit.train
+from lmkit.checkpoint import load_checkpoint
+from lmkit.cli import train_main
+from lmkit.recipes import Recipe, run
+from lmkit.train import TrainConfig, shard, train
+from lmkit.transformer import GPTConfig
+
+pytestmark = pytest.mark.usefixtures("seeded_single_thread")
+
+TOLERANCE = 1e-5  # nats; see the module docstring
+RECIPE = Recipe(
+    model=GPTConfig.gpt2(context=16, d_model=16, n_layers=1, n_heads=2),
+    train=TrainConfig(steps=6, lr=1e-2, warmup=1, eval_every=3, eval_batches=2, progress=False),
+    batch_size=4,
+    block_size=16,
+    final_eval=False,
+    checkpoint_every=3,
+)
+
+
+class RowRecorder(nn.Module):
+    """Linear regression that records the first feature of every row it is called on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(3, 1)
+        self.rows: list[float] = []
+
+    def forward(self, x, y):
+        self.rows += x[:, 0].tolist()
+        out = self.linear(x).squeeze(-1)
+        return out, nn.functional.mse_loss(out, y)
+
+
+def regression_batches(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return lambda split: (torch.randn(8, 3, generator=g), torch.randn(8, generator=g))
+
+
+def _worker(rank: int, out: Path) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{out / 'rendezvous'}", rank=rank, world_size=2)
+    writes = []
+    save_checkpoint = lmkit.train.save_checkpoint
+    lmkit.train.save_checkpoint = lambda *a, **k: (writes.append(str(a[0])), save_checkpoint(*a, **k))[1]
+    try:
+        torch.manual_seed(0)
+        model = RowRecorder()
+        train(model, regression_batches(), TrainConfig(steps=2, eval_every=2, eval_batches=1, progress=False))
+        run(RECIPE, out / "whole.pt")
+        run(RECIPE, out / "resumed.pt", until=3)
+        run(RECIPE, out / "resumed.pt", resume_run=True)
+    finally:
+        dist.destroy_process_group()
+    (out / f"rank{rank}.json").write_text(json.dumps({"rows": model.rows, "writes": writes}))
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ddp")
+    mp.start_processes(_worker, args=(out,), nprocs=2, start_method="spawn")
+    return out
+
+
+def test_shard_hand_computed():
+    x, y = torch.arange(12).view(6, 2), torch.arange(6)
+    x1, y1, none = shard((x, y, None), 1, 3)
+    assert x1.tolist() == [[4, 5], [6, 7]] and y1.tolist() == [2, 3] and none is None
+    assert torch.equal(torch.cat([shard((x,), r, 3)[0] for r in range(3)]), x)
+    assert shard((x,), 0, 1)[0] is x
+
+
+@pytest.mark.parametrize(("rows", "rank", "world_size"), [(6, 0, 4), (6, 2, 2), (6, -1, 2)])
+def test_shard_rejects_uneven_splits_and_bad_ranks(rows, rank, world_size):
+    with pytest.raises(ValueError, match="split evenly|rank"):
+        shard((torch.zeros(rows, 2),), rank, world_size)
+
+
+def test_each_process_trains_on_its_half_of_the_same_global_batch(two_processes):
+    rows = [json.loads((two_processes / f"rank{r}.json").read_text())["rows"] for r in (0, 1)]
+    batch = regression_batches()
+    # Two training steps, then one evaluation batch: the global batches one process would draw.
+    expected = [batch(split)[0][:, 0].tolist() for split in ("train", "train", "val")]
+    assert rows[0] == [v for b in expected for v in b[:4]]
+    assert rows[1] == [v for b in expected for v in b[4:]]
+
+
+def test_two_processes_follow_one_process_loss_curve(two_processes, tmp_path):
+    _, one = run(RECIPE, tmp_path / "one.pt")
+    two = load_checkpoint(two_processes / "whole.pt")
+    for key in ("train_loss", "val_loss"):
+        assert len(two["history"][key]) == len(one["history"][key])
+        gap = max(abs(a - b) for a, b in zip(two["history"][key], one["history"][key]))
+        assert gap < TOLERANCE, f"{key} differs by {gap:.2e}"
+    assert two["history"]["train_loss"][-1] < two["history"]["train_loss"][0] - 0.05  # it did learn: the comparison is not vacuous
+
+
+def test_only_rank_0_writes_and_a_stopped_run_resumes_exactly(two_processes):
+    writes = [json.loads((two_processes / f"rank{r}.json").read_text())["writes"] for r in (0, 1)]
+    assert writes[1] == []
+    # whole: steps 3 and 6 and run's final save; stopped at 3: step 3 and the final save; resumed: step 6 and the final save
+    assert [Path(w).name for w in writes[0]] == ["whole.pt"] * 3 + ["resumed.pt"] * 4
+    whole, resumed = (load_checkpoint(two_processes / name) for name in ("whole.pt", "resumed.pt"))
+    for key in ("train_loss", "val_loss", "train_step", "val_step"):
+        assert resumed["history"][key] == whole["history"][key]
+    for name, weight in whole["model"].items():
+        assert torch.equal(resumed["model"][name], weight), name
+
+
+def test_the_command_line_runs_unchanged_under_torchrun(tmp_path, capsys):
+    flags = ["--n-layers", "1", "--d-model", "16", "--n-heads", "2", "--context", "16", "--batch-size", "4", "--steps", "4"]
+    flags += ["--eval-every", "2", "--eval-batches", "2", "--checkpoint-every", "2", "--no-samples", "--no-final-eval", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "lmkit.train"]
+    proc = subprocess.run([*launch, "--out", str(tmp_path / "two.pt"), *flags], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("parameters;") == 1 and "4 steps on 2 processes" in proc.stdout  # printed by rank 0 only
+    train_main(["--out", str(tmp_path / "one.pt"), *flags])
+    assert "4 steps:" in capsys.readouterr().out
+    one, two = (load_checkpoint(tmp_path / name)["history"] for name in ("one.pt", "two.pt"))
+    assert max(abs(a - b) for a, b in zip(one["train_loss"] + one["val_loss"], two["train_loss"] + two["val_loss"])) < TOLERANCE
+    assert len(two["train_loss"]) == 4 and len(two["val_loss"]) == 2
+
+
+def test_a_batch_that_does_not_split_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("lmkit.cli.world", lambda: (0, 2))
+    with pytest.raises(SystemExit):
+        train_main(["--out", str(tmp_path / "x.pt"), "--batch-size", "3", "--steps", "1", "--quiet"])
+    assert "does not split evenly over 2 processes" in capsys.readouterr().err
