@@ -173,8 +173,8 @@ def train(
     first = history.train_step[-1] if history.train_step else 0
     last = config.steps if until is None else min(until, config.steps)
     rank, world_size = world()
-    # The course's buffers are constants (masks, position tables): no need to broadcast them at every step.
-    net = DistributedDataParallel(model, broadcast_buffers=False) if world_size > 1 else model
+    # The course's buffers are constants (masks, position tables): copied once at the start, not at every step.
+    net = DistributedDataParallel(model, forward_sync_buffers=False) if world_size > 1 else model
     local = batch if world_size == 1 else lambda split: shard(batch(split), rank, world_size)
     model.train()
     start = time.perf_counter() - history.seconds
