@@ -1,15 +1,16 @@
 """Training under torch.distributed (lmkit.train): two processes, gloo on loopback,
 train the same run as one process at the same global batch.
 
-Two launches, to keep the cost at two process start-ups: torch.multiprocessing runs
-the library paths (which rows each process sees, the loss curve, checkpoints written
-by rank 0 only, a stopped run resumed), and ``torchrun`` runs the unchanged command
-line once. Losses are compared with a tolerance, not exactly: averaging two half-batch
-gradients sums the same float32 numbers in another order than one whole-batch
-gradient (relative differences near 1e-7 per step; benchmarks/bench_ddp.py found the
-course GPT's two curves at most 7e-7 nats apart over 300 steps). 1e-5 nats leaves room
-for that and is far below what a wrong split changes: here a process that recorded
-only its own half's loss would be off by 2e-3 to 6e-3 nats from the first step.
+One ``torchrun`` launch of this file, to pay for process start-up once: the two
+processes join torchrun's group with ``lmkit.train.init_distributed``, train through
+``lmkit.cli.train_main`` (what ``python -m lmkit.train`` runs) in one go and stopped
+and resumed, and train a model that records which rows each process sees. Losses are
+compared with a tolerance, not exactly: averaging two half-batch gradients sums the
+same float32 numbers in another order than one whole-batch gradient (relative
+differences near 1e-7 per step; benchmarks/bench_ddp.py found the course GPT's two
+curves at most 7e-7 nats apart over 300 steps). 1e-5 nats leaves room for that and is
+far below what a wrong split changes: here a process that recorded only its own half's
+loss would be off by 2e-3 to 6e-3 nats from the first step.
 """
 
 from __future__ import annotations
@@ -23,14 +24,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
 import lmkit.train
 from lmkit.checkpoint import load_checkpoint
 from lmkit.cli import train_main, train_parser, train_recipe
 from lmkit.recipes import run
-from lmkit.train import TrainConfig, shard, train
+from lmkit.train import TrainConfig, init_distributed, shard, train
 
 pytestmark = pytest.mark.usefixtures("seeded_single_thread")
 
@@ -61,19 +61,20 @@ def regression_batches(seed: int = 0):
     return lambda split: (torch.randn(8, 3, generator=g), torch.randn(8, generator=g))
 
 
-def _worker(rank: int, out: Path) -> None:
+def _two_process_runs(out: Path) -> None:
+    """What each process of the torchrun launch in ``two_processes`` does."""
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{out / 'rendezvous'}", rank=rank, world_size=2)
-    writes = []
+    assert init_distributed()
+    rank, writes = dist.get_rank(), []
     save_checkpoint = lmkit.train.save_checkpoint
     lmkit.train.save_checkpoint = lambda *a, **k: (writes.append(str(a[0])), save_checkpoint(*a, **k))[1]
     try:
         torch.manual_seed(0)
         model = RowRecorder()
         train(model, regression_batches(), TrainConfig(steps=2, eval_every=2, eval_batches=1, progress=False))
-        run(RECIPE, out / "whole.pt")
-        run(RECIPE, out / "resumed.pt", until=3)
-        run(RECIPE, out / "resumed.pt", resume_run=True)
+        train_main(["--out", str(out / "whole.pt"), *FLAGS])
+        train_main(["--out", str(out / "resumed.pt"), *FLAGS, "--stop-at", "3"])
+        train_main(["--out", str(out / "resumed.pt"), *FLAGS, "--resume"])
     finally:
         dist.destroy_process_group()
     (out / f"rank{rank}.json").write_text(json.dumps({"rows": model.rows, "writes": writes}))
@@ -88,7 +89,11 @@ def one_process(tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def two_processes(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ddp")
-    mp.start_processes(_worker, args=(out,), nprocs=2, start_method="spawn")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", __file__, str(out)]
+    proc = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (out / "stdout.txt").write_text(proc.stdout)
     return out
 
 
@@ -138,13 +143,9 @@ def test_only_rank_0_writes_and_a_stopped_run_resumes_exactly(two_processes):
         assert torch.equal(resumed["model"][name], weight), name
 
 
-def test_the_command_line_runs_unchanged_under_torchrun(tmp_path, one_process):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "lmkit.train"]
-    proc = subprocess.run([*launch, "--out", str(tmp_path / "two.pt"), *FLAGS], env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("parameters;") == 1 and "6 steps on 2 processes" in proc.stdout  # printed by rank 0 only
-    assert largest_gap(one_process, load_checkpoint(tmp_path / "two.pt")["history"]) < TOLERANCE
+def test_the_command_line_prints_once_from_rank_0(two_processes):
+    printed = (two_processes / "stdout.txt").read_text()
+    assert printed.count("parameters;") == 3 and printed.count("6 steps on 2 processes") == 2  # whole, stopped at 3, resumed
 
 
 def test_a_batch_that_does_not_split_is_a_usage_error(tmp_path, capsys, monkeypatch):
@@ -152,3 +153,7 @@ def test_a_batch_that_does_not_split_is_a_usage_error(tmp_path, capsys, monkeypa
     with pytest.raises(SystemExit):
         train_main(["--out", str(tmp_path / "x.pt"), "--batch-size", "3", "--steps", "1", "--quiet"])
     assert "does not split evenly over 2 processes" in capsys.readouterr().err
+
+
+if __name__ == "__main__":
+    _two_process_runs(Path(sys.argv[1]))
