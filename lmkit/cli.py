@@ -17,11 +17,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch.distributed as dist
+
 from lmkit import finetune
 from lmkit.instructions import DATA_DIR, FAMILIES, write_dataset
 from lmkit.pretrained import CHECKPOINT_DIR, NAMES, build
 from lmkit.recipes import BABY_GPT, Recipe, run
-from lmkit.train import TrainConfig, bits, num_parameters
+from lmkit.train import TrainConfig, bits, init_distributed, num_parameters, world
 from lmkit.transformer import GPTConfig
 
 WARMUP_FRACTION = BABY_GPT.train.warmup / BABY_GPT.train.steps  # nanoGPT's 100 of 2000 steps, kept for shorter runs
@@ -120,17 +122,37 @@ def train_recipe(args: argparse.Namespace) -> Recipe:
 
 
 def train_main(argv: Sequence[str] | None = None) -> Path:
-    """``python -m lmkit.train``: run the recipe the flags describe; print its size, speed and loss."""
+    """``python -m lmkit.train``: run the recipe the flags describe; print its size, speed and loss.
+
+    Under ``torchrun --nproc_per_node=N`` the N processes train one run data-parallel
+    (``lmkit.train.train``), each on its share of every batch of ``--batch-size``
+    sequences; rank 0 writes the checkpoint and prints."""
     parser = train_parser()
     args = parser.parse_args(argv)
     try:
         recipe = train_recipe(args)
+        started = init_distributed()
     except ValueError as err:
         parser.error(str(err))
+    try:
+        return _train_run(parser, args, recipe)
+    finally:
+        if started:
+            dist.destroy_process_group()
+
+
+def _train_run(parser: argparse.ArgumentParser, args: argparse.Namespace, recipe: Recipe) -> Path:
+    rank, world_size = world()
+    if recipe.batch_size % world_size:
+        parser.error(
+            f"--batch-size {recipe.batch_size} does not split evenly over {world_size} processes: make it a multiple of {world_size}"
+        )
     try:
         model, ckpt = run(recipe, args.out, resume_run=args.resume, until=args.stop_at)
     except ValueError as err:  # a run made with other flags: say how to stop and continue one
         parser.error(f"{err}\n(to stop a run early and continue it later: the same flags with --stop-at N, then with --resume)")
+    if rank != 0:
+        return args.out
     h = ckpt["history"]
     tokens = ckpt["step"] * recipe.batch_size * recipe.block_size
     loss = (
@@ -138,8 +160,9 @@ def train_main(argv: Sequence[str] | None = None) -> Path:
         if "val_loss" in ckpt
         else "no final evaluation"
     )
+    processes = f" on {world_size} processes" if world_size > 1 else ""
     print(
-        f"{num_parameters(model):,} parameters; {ckpt['step']} steps: {tokens / h['train_seconds'][-1]:,.0f} tokens/s in training steps "
+        f"{num_parameters(model):,} parameters; {ckpt['step']} steps{processes}: {tokens / h['train_seconds'][-1]:,.0f} tokens/s in training steps "
         f"({h['train_seconds'][-1]:.1f} s), {tokens / h['seconds']:,.0f} tokens/s over the whole run ({h['seconds']:.1f} s with "
         f"evaluation, samples and checkpoints); {loss} -> {args.out}"
     )

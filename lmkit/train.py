@@ -8,19 +8,28 @@ function ``batch(split)`` returns the arguments for one step (``split`` is
 ``"train"`` or ``"val"``). The loop does AdamW with weight decay on matrices
 only, optional linear warm-up and cosine decay, gradient clipping, periodic
 evaluation and a progress bar, and records a ``History``.
+
+The same loop trains data-parallel under ``torchrun`` (the appendix on distributed
+training): inside a ``torch.distributed`` process group of several processes, each
+process runs the model (wrapped in ``DistributedDataParallel``) on its own share of
+every batch, gradients are averaged, the recorded losses are the whole batch's, and
+only rank 0 shows the progress bar and writes checkpoints.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from lmkit.checkpoint import load_checkpoint, save_checkpoint
@@ -149,21 +158,36 @@ def train(
     and tokenizer; a dict the hooks may keep updating). ``until`` stops after that step
     (the schedule still spans ``config.steps``). ``on_eval(step, model)`` runs after
     each evaluation.
+
+    In a ``torch.distributed`` process group of several processes (``torchrun``; see
+    ``init_distributed``) every process calls ``train`` with the same model, seeds and
+    ``batch``: each draws the same global batch and keeps its share of the rows
+    (``shard``), ``DistributedDataParallel`` averages the gradients, and the history
+    records the mean over processes, which is the whole batch's loss when every row
+    counts the same number of tokens. Evaluation batches are split the same way; the
+    hooks run in every process (the models are identical). Checkpoints are written by
+    rank 0 alone (``save_run``) and the progress bar is shown by rank 0 alone.
     """
     optimizer = make_optimizer(model, config) if optimizer is None else optimizer
     history = History() if history is None else history
     first = history.train_step[-1] if history.train_step else 0
     last = config.steps if until is None else min(until, config.steps)
+    rank, world_size = world()
+    # The course's buffers are constants (masks, position tables): copied once at the start, not at every step.
+    net = DistributedDataParallel(model, forward_sync_buffers=False) if world_size > 1 else model
+    local = batch if world_size == 1 else lambda split: shard(batch(split), rank, world_size)
     model.train()
     start = time.perf_counter() - history.seconds
     step_seconds = history.train_seconds[-1] if history.train_seconds else 0.0
-    bar = tqdm(range(first, last), disable=not config.progress, desc="training", mininterval=1.0, initial=first, total=config.steps)
+    bar = tqdm(
+        range(first, last), disable=not config.progress or rank != 0, desc="training", mininterval=1.0, initial=first, total=config.steps
+    )
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, config)
         step_start = time.perf_counter()
         try:
-            loss = train_step(model, optimizer, *batch("train"), grad_clip=config.grad_clip)
+            loss = mean_over_processes(train_step(net, optimizer, *local("train"), grad_clip=config.grad_clip))
         except FloatingPointError as err:
             raise FloatingPointError(f"{err} (at step {step})") from None
         step_seconds += time.perf_counter() - step_start
@@ -172,7 +196,7 @@ def train(
         history.train_seconds.append(step_seconds)
         if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
             history.val_step.append(step + 1)
-            history.val_loss.append(evaluate(model, batch, config.eval_batches))
+            history.val_loss.append(mean_over_processes(evaluate(model, local, config.eval_batches)))
             bar.set_postfix(train=f"{loss:.3f}", val=f"{history.val_loss[-1]:.3f}")
             if on_eval is not None:
                 on_eval(step + 1, model)
@@ -194,9 +218,16 @@ def save_run(
     """Save a run with ``lmkit.checkpoint.save_checkpoint``: its step, history, training config
     and ``extra``, with the optimizer and random states needed to resume (``optimizer=None``
     and ``generators=None``: the release form, weights and records only).
-    Returns the saved state besides the weights, optimizer and random states."""
+    Returns the saved state besides the weights, optimizer and random states.
+
+    In a process group of several processes every process calls it, rank 0 writes the
+    file (the processes hold the same run) and the others wait until it is written."""
     state = {"step": history.train_step[-1], "history": dataclasses.asdict(history), "train_config": dataclasses.asdict(config), **extra}
-    save_checkpoint(path, model, optimizer, generators=generators, **state)
+    rank, world_size = world()
+    if rank == 0:
+        save_checkpoint(path, model, optimizer, generators=generators, **state)
+    if world_size > 1:
+        dist.barrier()
     return state
 
 
@@ -237,6 +268,59 @@ def evaluate_lm(model: nn.Module, data: torch.Tensor, block_size: int, batch_siz
     finally:
         model.train(was_training)
     return total / (len(starts) * block_size)
+
+
+def world() -> tuple[int, int]:
+    """``(rank, world_size)`` of this process in torch.distributed's default process
+    group; ``(0, 1)`` outside one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed() -> bool:
+    """Join the process group that ``torchrun`` describes in the environment
+    (``WORLD_SIZE``, ``RANK``, ``MASTER_ADDR``, ``MASTER_PORT``), over gloo: lmkit
+    trains on the CPU. Nothing happens outside torchrun (no ``WORLD_SIZE``, or 1) or
+    when the group exists already. Returns whether it started one; whoever started it
+    ends it with ``torch.distributed.destroy_process_group()``."""
+    size = os.environ.get("WORLD_SIZE", "1")
+    if not size.isdigit() or int(size) < 1:
+        raise ValueError(f"WORLD_SIZE must be a positive integer (torchrun sets it), got {size!r}")
+    if int(size) == 1 or dist.is_initialized():
+        return False
+    dist.init_process_group("gloo")
+    return True
+
+
+def shard(batch: tuple, rank: int, world_size: int) -> tuple:
+    """Process ``rank``'s share of a global ``batch`` (a tuple such as ``(x, y)``): of
+    every tensor, the ``B / world_size`` consecutive rows that start at row
+    ``rank * B / world_size``; anything else (a scalar tensor, ``None``) as it is."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+    parts = []
+    for item in batch:
+        if isinstance(item, torch.Tensor) and item.ndim > 0:
+            if len(item) % world_size:
+                raise ValueError(
+                    f"a batch of {len(item)} rows does not split evenly over {world_size} processes: make the batch size a multiple of it"
+                )
+            rows = len(item) // world_size
+            item = item[rank * rows : (rank + 1) * rows]
+        parts.append(item)
+    return tuple(parts)
+
+
+def mean_over_processes(value: float) -> float:
+    """The mean of ``value`` over the processes of the process group; ``value`` itself
+    outside one. Every process must call it at the same point."""
+    _, world_size = world()
+    if world_size == 1:
+        return value
+    total = torch.tensor(value, dtype=torch.float64)
+    dist.all_reduce(total)
+    return total.item() / world_size
 
 
 def num_parameters(model: nn.Module) -> int:
