@@ -71,7 +71,8 @@ def accuracy_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, flo
     p = correct / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
+    # clamped: rounding can put an end a hair outside [0, 1] (-1e-17 for correct = 0)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def paired_bootstrap(a: Sequence[int], b: Sequence[int], n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
