@@ -22,20 +22,23 @@ from __future__ import annotations
 import argparse
 import ctypes
 import glob
+import json
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+import traceback
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
-from distributed import Client, LocalCluster, as_completed
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.coursedir import CourseDirectory
 from tqdm import tqdm
@@ -107,30 +110,113 @@ def failure_reason(log: str) -> str:
     return tail[-1][:300] if tail else "nbgrader failed and printed nothing"
 
 
-def _kill_tree(proc: subprocess.Popen) -> None:
-    """Stop nbgrader and what it started: its kernels run in sessions of their own."""
-    try:
-        family = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        family = []
-    for p in [*family, proc]:
-        try:
-            p.kill()
-        except (psutil.NoSuchProcess, ProcessLookupError):
-            pass
-    proc.wait()
-
-
-_libc = ctypes.CDLL(None, use_errno=True)  # looked up here: a forked child of a threaded worker should not load libraries
+_libc = ctypes.CDLL(None, use_errno=True)  # looked up before any fork: a forked child should not load libraries
 
 
 def _die_with_parent() -> None:
-    """In the child: die when the worker that started it dies (a cluster shut down mid-grading)."""
+    """In a child: die when the process (strictly, the thread) that started it dies: a cluster shut down mid-grading."""
     _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def _autograde_child(request: dict) -> None:
+    """A fresh fork of the warm server: ``nbgrader ARGV`` in the course directory, its log in a file."""
+    code = 1
+    try:
+        _die_with_parent()
+        log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # the server's requests are not for it
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.chdir(request["root"])
+        from nbgrader.apps.nbgraderapp import NbGraderApp
+
+        NbGraderApp.launch_instance(argv=request["argv"])
+        code = 0
+    except SystemExit as exit:
+        code = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
+    except BaseException:  # noqa: BLE001 - whatever nbgrader raised is this student's failure, reported in the log
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def serve() -> None:
+    """A warm nbgrader: import nbgrader once, then fork a fresh copy of this process per request.
+
+    A new ``nbgrader`` process spends about 3 s importing before it grades; a fork starts
+    graded at once, and each student still gets a process of its own. Requests are JSON
+    lines on stdin ({"root", "argv", "log"}); for each, it answers {"pid"} then {"status"}.
+    Single-threaded, so forking it is safe.
+    """
+    from nbgrader.apps.nbgraderapp import NbGraderApp  # noqa: F401
+
+    import lmkit.grader.execute  # noqa: F401 - what the course's nbgrader_config.py imports
+
+    for line in sys.stdin:
+        pid = os.fork()
+        if pid == 0:
+            _autograde_child(json.loads(line))
+        print(json.dumps({"pid": pid}), flush=True)
+        _, status = os.waitpid(pid, 0)
+        print(json.dumps({"status": os.waitstatus_to_exitcode(status)}), flush=True)
+
+
+_idle: list[subprocess.Popen] = []  # this worker process's warm servers not in use
+_idle_lock = threading.Lock()
+
+
+def _run_warm(env: dict[str, str], request: dict, timeout: float | None) -> tuple[int, bool]:
+    """Run one request on an idle warm server (started if none): (exit status, whether it timed out)."""
+    with _idle_lock:
+        server = _idle.pop() if _idle else None
+    if server is None or server.poll() is not None:
+        server = subprocess.Popen(
+            [sys.executable, "-c", "from lmkit.grader.parallel import serve; serve()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+            preexec_fn=_die_with_parent,
+        )
+    server.stdin.write(json.dumps(request) + "\n")
+    server.stdin.flush()
+    answer = server.stdout.readline()
+    if not answer:
+        server.kill()
+        raise RuntimeError("the warm nbgrader process died")
+    pid, timed_out = json.loads(answer)["pid"], threading.Event()
+
+    def stop() -> None:  # nbgrader, its kernels (in sessions of their own) and their sandboxes
+        timed_out.set()
+        try:
+            family = psutil.Process(pid).children(recursive=True)
+            psutil.Process(pid).kill()
+        except psutil.NoSuchProcess:
+            return
+        for p in family:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+
+    timer = threading.Timer(timeout, stop) if timeout else None
+    if timer:
+        timer.start()
+    answer = server.stdout.readline()
+    if timer:
+        timer.cancel()
+    if not answer:
+        server.kill()
+        raise RuntimeError("the warm nbgrader process died")
+    with _idle_lock:
+        _idle.append(server)
+    return json.loads(answer)["status"], timed_out.is_set()
+
+
 def grade_student(root: str, aid: str, student: str, nbgrader_args: Sequence[str] = (), timeout: float | None = None) -> Result:
-    """Autograde one student with nbgrader, as a separate process in the course directory ``root``.
+    """``nbgrader autograde AID --student=STUDENT --force`` in the course directory ``root``, in a process of its own.
 
     Runs on a Dask worker, which must see the course directory at the same path and have
     this environment (nbgrader, lmkit) installed.
@@ -141,21 +227,22 @@ def grade_student(root: str, aid: str, student: str, nbgrader_args: Sequence[str
     bin_dir = str(Path(sys.executable).parent)  # nbgrader calls `alembic` and starts kernels by name
     # One thread per grading: the parallelism is across students (two threads each on busy cores ran 5-10x slower).
     env = {"OMP_NUM_THREADS": "1", **os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
-    argv = [os.path.join(bin_dir, "nbgrader"), "autograde", aid, f"--student={student}", "--force", *nbgrader_args]
+    argv = ["autograde", aid, f"--student={student}", "--force", *nbgrader_args]
     start = time.perf_counter()
-    for _ in range(1 + RETRIES):
-        proc = subprocess.Popen(
-            argv, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_die_with_parent
-        )
-        try:
-            log, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_tree(proc)
-            return Result(student, time.perf_counter() - start, False, f"stopped after {timeout:g} s (--timeout)", host)
-        if proc.returncode == 0:
-            return Result(student, time.perf_counter() - start, True, "", host)
-        if LOCKED not in log:
-            break
+    with tempfile.TemporaryDirectory(prefix="lmkit-autograde-") as tmp:
+        request = {"root": root, "argv": argv, "log": os.path.join(tmp, "log")}
+        for _ in range(1 + RETRIES):
+            try:
+                status, timed_out = _run_warm(env, request, timeout)
+            except RuntimeError as err:
+                return Result(student, time.perf_counter() - start, False, str(err), host)
+            if timed_out:
+                return Result(student, time.perf_counter() - start, False, f"stopped after {timeout:g} s (--timeout)", host)
+            if status == 0:
+                return Result(student, time.perf_counter() - start, True, "", host)
+            log = Path(request["log"]).read_text(errors="replace")
+            if LOCKED not in log:
+                break
     return Result(student, time.perf_counter() - start, False, failure_reason(log), host)
 
 
@@ -213,6 +300,9 @@ def grade(
     progress: bool = True,
 ) -> Summary:
     """Grade ``aid`` for every student not yet graded (see :func:`plan`), in parallel."""
+    # Imported here: the warm servers import this module and must stay free of distributed's threads to fork safely.
+    from distributed import Client, LocalCluster, as_completed
+
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     if timeout is not None and timeout <= 0:
@@ -228,6 +318,11 @@ def grade(
         # Processes, one thread each: a grading is a chain of subprocesses, and one per core keeps them apart.
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
     client = Client(scheduler or cluster)
+    try:
+        client.wait_for_workers(1, timeout=120)
+    except TimeoutError:
+        client.close()
+        raise ValueError(f"no Dask worker joined the scheduler {scheduler} within 120 s") from None
     bar = tqdm(total=len(todo), unit="student", desc=f"grading {aid}", disable=not progress, dynamic_ncols=True)
     futures = {
         client.submit(grade_student, str(root), aid, s, list(nbgrader_args), timeout, key=f"autograde-{aid}-{s}-{uuid.uuid4().hex[:8]}"): s
@@ -242,7 +337,8 @@ def grade(
             summary.results.append(r)
             bar.update()
             bar.set_postfix(failed=len(summary.failed))
-            bar.write(f"{r.student:<24} {r.seconds:6.1f} s  {'graded' if r.ok else 'FAILED: ' + r.reason}")
+            if progress:
+                bar.write(f"{r.student:<24} {r.seconds:6.1f} s  {'graded' if r.ok else 'FAILED: ' + r.reason}")
     except KeyboardInterrupt:
         summary.interrupted = True
         client.cancel(list(futures))
@@ -278,7 +374,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("assignment", help="the assignment to grade, e.g. 00_bag_of_words")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes on this machine (default: one per core)")
+    where.add_argument(
+        "--workers", type=int, default=len(os.sched_getaffinity(0)), help="worker processes on this machine (default: one per core)"
+    )
     where.add_argument("--scheduler", metavar="ADDRESS", help="grade on this Dask cluster (e.g. tcp://10.0.0.5:8786) instead")
     p.add_argument("--student", action="append", default=[], help="(re)grade only this student; repeat for several")
     p.add_argument("--force", action="store_true", help="regrade students who are already graded")
