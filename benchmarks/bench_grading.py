@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from make_submissions import make  # noqa: E402
 
 from course import BIN, ENV, new_course, run  # noqa: E402
-from lmkit.grader.parallel import gradebook_rows  # noqa: E402
+from lmkit.grader.parallel import autograded_notebooks, gradebook_rows  # noqa: E402
 
 
 def timed(argv: list[str], cwd: Path) -> tuple[float, float, int]:
@@ -68,14 +68,11 @@ def outputs(course: Path, aid: str) -> dict:
     """What an instructor gets from grading: gradebook rows, autograded notebooks, the CSV export, feedback pages."""
     run("nbgrader", "export", "--to", str(course / "grades.csv"), cwd=course)
     run("nbgrader", "generate_feedback", aid, cwd=course, check=False)  # failed submissions have none, as in a serial run
-    files = {
-        kind: {str(p.relative_to(course)): p.read_bytes() for p in sorted((course / kind).rglob(pattern))}
-        for kind, pattern in (("autograded", "*.ipynb"), ("feedback", "*.html"))
-    }
     return {
         "gradebook": gradebook_rows(course, aid),
+        "autograded": autograded_notebooks(course, aid),
         "csv": sorted(map(tuple, map(dict.items, csv.DictReader(open(course / "grades.csv"))))),
-        **files,
+        "feedback": {str(p.relative_to(course)): p.read_bytes() for p in sorted((course / "feedback").rglob("*.html"))},
     }
 
 

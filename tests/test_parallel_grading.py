@@ -45,10 +45,6 @@ def grade_in_parallel(course: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def autograded(course: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(course)): p.read_bytes() for p in sorted((course / "autograded").rglob("*.ipynb"))}
-
-
 def mtimes(course: Path) -> dict[str, int]:
     return {str(p.relative_to(course)): p.stat().st_mtime_ns for p in (course / "autograded").rglob("*.ipynb")}
 
@@ -94,7 +90,7 @@ def test_parallel_grading_lands_in_the_gradebook_as_serial_grading_does(graded):
     assert set(rows) == set(graded["subs"])  # the malformed one too: nbgrader records it, scoring nothing
     solution = [v for k, v in rows["solution"].items() if k.count("/") == 1]
     assert sum(g[3] for g in solution) > 0 and all(g[0] == g[3] for g in solution if g[0] is not None)
-    assert autograded(course) == autograded(serial)
+    assert parallel.autograded_notebooks(course, AID) == parallel.autograded_notebooks(serial, AID)
     assert export(course) == export(serial)
 
 

@@ -103,7 +103,7 @@ def failure_reason(log: str) -> str:
     ]
     for text in errors:
         if text.startswith("Traceback (most recent call last)"):
-            return text.splitlines()[-1][:300]
+            return text.splitlines()[-1].strip()[:300]
     if errors:
         return errors[0].splitlines()[0][:300]
     tail = [line for line in log.splitlines() if line.strip()]
@@ -366,6 +366,18 @@ def gradebook_rows(root: Path | str, aid: str) -> dict[str, dict[str, tuple]]:
     return rows
 
 
+def autograded_notebooks(root: Path | str, aid: str) -> dict[str, dict]:
+    """Every autograded notebook of ``aid`` by path, without the execution timestamps that differ between any two runs."""
+    cd = course_directory(Path(root).resolve())
+    out = {}
+    for path in sorted(glob.glob(os.path.join(cd.format_path(cd.autograded_directory, "*", aid), "*.ipynb"))):
+        nb = json.loads(Path(path).read_text())
+        for cell in nb["cells"]:
+            cell.get("metadata", {}).pop("execution", None)
+        out[os.path.relpath(path, cd.root)] = nb
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m lmkit.grader.parallel",
@@ -382,8 +394,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="regrade students who are already graded")
     p.add_argument("--timeout", type=float, default=None, help="seconds one student's grading may take before it is stopped and failed")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-student lines, only the summary")
-    p.add_argument("nbgrader_args", nargs="*", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cut = argv.index("--") if "--" in argv else len(argv)  # split here: argparse would not give a list after the positional
+    args = p.parse_args(argv[:cut])
+    args.nbgrader_args = argv[cut + 1 :]
     if args.workers < 1:
         p.error(f"--workers must be at least 1, got {args.workers}")
     if args.timeout is not None and args.timeout <= 0:
@@ -406,4 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module, not __main__: Dask pickles functions of __main__ by value, module state included.
+    from lmkit.grader.parallel import main as _main
+
+    sys.exit(_main())
