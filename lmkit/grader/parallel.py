@@ -367,13 +367,25 @@ def gradebook_rows(root: Path | str, aid: str) -> dict[str, dict[str, tuple]]:
 
 
 def autograded_notebooks(root: Path | str, aid: str) -> dict[str, dict]:
-    """Every autograded notebook of ``aid`` by path, without the execution timestamps that differ between any two runs."""
+    """Every autograded notebook of ``aid`` by path, as far as two gradings can agree: without execution
+    timestamps, and with consecutive pieces of one output stream joined (the kernel cuts a stream where
+    its flushes happen to fall)."""
     cd = course_directory(Path(root).resolve())
     out = {}
     for path in sorted(glob.glob(os.path.join(cd.format_path(cd.autograded_directory, "*", aid), "*.ipynb"))):
         nb = json.loads(Path(path).read_text())
         for cell in nb["cells"]:
             cell.get("metadata", {}).pop("execution", None)
+            joined: list[dict] = []
+            for o in cell.get("outputs", []):
+                if o["output_type"] == "stream":
+                    o = {**o, "text": "".join(o["text"])}
+                    if joined and joined[-1]["output_type"] == "stream" and joined[-1]["name"] == o["name"]:
+                        joined[-1]["text"] += o["text"]
+                        continue
+                joined.append(o)
+            if "outputs" in cell:
+                cell["outputs"] = joined
         out[os.path.relpath(path, cd.root)] = nb
     return out
 
@@ -386,9 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("assignment", help="the assignment to grade, e.g. 00_bag_of_words")
     where = p.add_mutually_exclusive_group()
-    where.add_argument(
-        "--workers", type=int, default=len(os.sched_getaffinity(0)), help="worker processes on this machine (default: one per core)"
-    )
+    where.add_argument("--workers", type=int, help="worker processes on this machine (default: one per core)")
     where.add_argument("--scheduler", metavar="ADDRESS", help="grade on this Dask cluster (e.g. tcp://10.0.0.5:8786) instead")
     p.add_argument("--student", action="append", default=[], help="(re)grade only this student; repeat for several")
     p.add_argument("--force", action="store_true", help="regrade students who are already graded")
