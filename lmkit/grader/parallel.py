@@ -408,6 +408,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cut = argv.index("--") if "--" in argv else len(argv)  # split here: argparse would not give a list after the positional
     args = p.parse_args(argv[:cut])
     args.nbgrader_args = argv[cut + 1 :]
+    if args.workers is None:  # not an argparse default: argparse cannot tell `--workers 2` from a default of 2
+        args.workers = len(os.sched_getaffinity(0))
     if args.workers < 1:
         p.error(f"--workers must be at least 1, got {args.workers}")
     if args.timeout is not None and args.timeout <= 0:
