@@ -118,17 +118,19 @@ def test_a_second_run_resumes_and_student_regrades_one(graded):
     assert not sbx.sandbox_processes(), "processes of a sandbox user outlived grading"
 
 
-def test_bad_arguments_are_refused_with_the_reason(graded):
-    course = graded["course"]
+def test_bad_arguments_are_refused_with_the_reason(graded, monkeypatch, capsys):
+    monkeypatch.chdir(graded["course"])
     for args, message in [
         (["--workers", "0"], "--workers must be at least 1"),
         (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "not allowed with argument"),
+        (["--timeout", "-1"], "--timeout must be positive"),
         (["--student", "nobody_here"], "no submission of 00_bag_of_words for nobody_here"),
     ]:
-        proc = grade_in_parallel(course, *args)
-        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+        with pytest.raises(SystemExit) as exit:
+            parallel.main([AID, *args])
+        assert exit.value.code == 2 and message in capsys.readouterr().err
     with pytest.raises(ValueError, match="run `nbgrader generate_assignment 01_tokens_and_embeddings` first"):
-        parallel.plan(course, "01_tokens_and_embeddings")
+        parallel.plan(graded["course"], "01_tokens_and_embeddings")
 
 
 FORK_ALL = """
