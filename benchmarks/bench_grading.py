@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -32,15 +33,16 @@ from course import BIN, ENV, new_course, run  # noqa: E402
 from lmkit.grader.parallel import autograded_notebooks, gradebook_rows  # noqa: E402
 
 
-def timed(argv: list[str], cwd: Path) -> tuple[float, float, int]:
-    """Run a command; return (seconds, peak memory in MiB of it and all its descendants, exit status).
-    The peak is the largest sum of resident sets seen in samples 0.2 s apart (shared pages count once per process)."""
-    peak, done = 0, threading.Event()
+def timed(argv: list[str], cwd: Path) -> tuple[float, float, int, float]:
+    """Run a command; return (seconds, peak memory in MiB of it and all its descendants, exit status, highest
+    1-minute load average). The peak is the largest sum of resident sets seen in samples 0.2 s apart (shared
+    pages count once per process); the load shows whether other work shared the cores."""
+    peak, load, done = 0, 0.0, threading.Event()
     start = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak, load
         root = psutil.Process(proc.pid)
         while not done.is_set():
             total = 0
@@ -52,7 +54,7 @@ def timed(argv: list[str], cwd: Path) -> tuple[float, float, int]:
                         pass
             except psutil.NoSuchProcess:
                 return
-            peak = max(peak, total)
+            peak, load = max(peak, total), max(load, os.getloadavg()[0])
             done.wait(0.2)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -61,7 +63,7 @@ def timed(argv: list[str], cwd: Path) -> tuple[float, float, int]:
     seconds = time.perf_counter() - start
     done.set()
     sampler.join()
-    return seconds, peak / 2**20, code
+    return seconds, peak / 2**20, code, load
 
 
 def outputs(course: Path, aid: str) -> dict:
@@ -104,9 +106,9 @@ def main() -> None:
             ),
         }
         a, b = outputs(serial, aid), outputs(par, aid)
-    print(f"{'run':<12}{'seconds':>10}{'students/min':>15}{'peak MiB':>10}{'exit':>6}")
-    for name, (seconds, peak, code) in runs.items():
-        print(f"{name:<12}{seconds:>10.1f}{60 * args.n / seconds:>15.1f}{peak:>10.0f}{code:>6}")
+    print(f"{'run':<12}{'seconds':>10}{'students/min':>15}{'peak MiB':>10}{'exit':>6}{'max load':>10}")
+    for name, (seconds, peak, code, load) in runs.items():
+        print(f"{name:<12}{seconds:>10.1f}{60 * args.n / seconds:>15.1f}{peak:>10.0f}{code:>6}{load:>10.1f}")
     (ts, *_), (tp, *_) = runs.values()
     equal = {k: a[k] == b[k] for k in a}
     print(f"speed-up: {ts / tp:.2f}x (target >= 1.7x)")
@@ -116,7 +118,10 @@ def main() -> None:
             "n": args.n,
             "assignment": aid,
             "kinds": dict(kinds),
-            "runs": {k: {"seconds": s, "students_per_min": 60 * args.n / s, "peak_mib": m, "exit": c} for k, (s, m, c) in runs.items()},
+            "runs": {
+                k: {"seconds": s, "students_per_min": 60 * args.n / s, "peak_mib": m, "exit": c, "max_load": ld}
+                for k, (s, m, c, ld) in runs.items()
+            },
             "speedup": ts / tp,
             "equal": equal,
         }
