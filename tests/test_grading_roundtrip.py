@@ -1,6 +1,7 @@
 """The instructor's workflow, for real: generate the release, collect submissions,
-autograde them all in one sandboxed nbgrader run (real gradebook), generate
-feedback, export.
+autograde them all (real gradebook) as an instructor grades a class, with the
+parallel grader on two workers (``python -m lmkit.grader.parallel``, which runs
+``nbgrader autograde`` per student), generate feedback, export.
 
 Each assignment gets a solved submission (full autograded marks), the untouched
 release (zero), mutants whose classic mistakes must each cost exactly their own
@@ -16,7 +17,6 @@ import csv
 import hashlib
 import shutil
 import socket
-import subprocess
 import threading
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from nbgrader.api import Gradebook, MissingEntry
 
 import submissions as S
 from course import ASSIGNMENTS, REPO, grade_id, new_course, replace_in_cell, run, solved, submit
+from lmkit.grader.sandbox import sandbox_processes
 
 pytestmark = [
     pytest.mark.slow,
@@ -108,7 +109,9 @@ def graded(request, tmp_path_factory):
         submit(course, student, aid, nb)
     before = tree_hash(course, skip=("autograded", "gradebook.db"))
     repo_before = tree_hash(REPO / "solutions", skip=())
-    proc = run("nbgrader", "autograde", aid, *TIMEOUTS, cwd=course, check=False)
+    # Two at a time: each attack also runs beside another student's grading, which it must not disturb.
+    # tests/test_parallel_grading.py shows this grades as a serial `nbgrader autograde` does.
+    proc = run("python", "-m", "lmkit.grader.parallel", aid, "--workers", "2", "--quiet", "--", *TIMEOUTS, cwd=course, check=False)
     after = tree_hash(course, skip=("autograded", "gradebook.db"))
     scores = {}
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
@@ -118,7 +121,7 @@ def graded(request, tmp_path_factory):
             except MissingEntry:
                 continue
             scores[student] = {g.name: (g.score, g.max_score) for nb in sub.notebooks for g in nb.grades if g.cell.cell_type == "code"}
-    leftovers = subprocess.run(["pgrep", "-u", "65534"], capture_output=True, text=True).stdout.split()
+    leftovers = sandbox_processes()
     yield dict(
         aid=aid,
         course=course,
@@ -152,7 +155,7 @@ def autograded_output(course: Path, student: str, aid: str) -> str:
 def test_solution_gets_every_autograded_point(graded):
     got, total = points(graded["scores"], "solution")
     assert total > 0
-    assert got == total, f"{graded['aid']}: solution scored {got}/{total}: {graded['scores']['solution']}\n{graded['proc'].stderr[-3000:]}"
+    assert got == total, f"{graded['aid']}: solution scored {got}/{total}: {graded['scores']['solution']}\n{graded['proc'].stdout}"
 
 
 def test_blank_release_gets_zero(graded):
@@ -181,7 +184,7 @@ def test_attacks_earn_nothing_and_change_nothing(graded):
     assert not graded["changed"], f"files changed by grading: {sorted(graded['changed'])}"
     assert not graded["repo_changed"]
     assert graded["connections"] == 0, "a submission reached a server on the grading machine's loopback"
-    assert not graded["leftovers"], f"processes of the sandbox user outlived grading: {graded['leftovers']}"
+    assert not graded["leftovers"], f"processes of a sandbox user outlived grading: {graded['leftovers']}"
 
 
 def test_exhausting_the_machine_costs_only_the_attacked_tasks(graded):
@@ -197,13 +200,13 @@ def test_broken_submissions_do_not_stop_the_run(graded):
     aid, course, subs, proc, scores = graded["aid"], graded["course"], graded["subs"], graded["proc"], graded["scores"]
     for student, nb in subs.items():  # every notebook was graded, whatever the others did
         if isinstance(nb, nbformat.NotebookNode):
-            assert student in scores, f"{student} was not graded\n{proc.stderr[-3000:]}"
+            assert student in scores, f"{student} was not graded\n{proc.stdout}"
     if aid == "00_bag_of_words":
         assert scores["syntax_error"]["test_tokenize"][0] == 0 and scores["syntax_error"]["test_accuracy"][0] == 2, scores["syntax_error"]
         # Malformed JSON is reported and scores nothing; a missing notebook is reported.
-        assert "malformed" in proc.stderr and points(scores, "malformed")[0] == 0
-        assert "No notebooks were matched" in proc.stderr and "missing" not in scores
-        assert proc.returncode != 0  # nbgrader reports that some submissions failed
+        assert "FAILED malformed: nbformat.reader.NotJSONError" in proc.stdout and points(scores, "malformed")[0] == 0, proc.stdout
+        assert "FAILED missing: No notebooks were matched" in proc.stdout and "missing" not in scores, proc.stdout
+        assert proc.returncode == 1  # as nbgrader does, the run reports that some submissions failed
         # Edited and deleted test cells are put back from the gradebook and scored.
         for student in ("edited_test", "deleted_test"):
             got, total = points(scores, student)
