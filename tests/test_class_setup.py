@@ -226,7 +226,23 @@ def test_exchange_between_users(released, accounts):
     read = run_as(snoop, snoop_home, "cat", str(other / NOTEBOOK), check=False)
     assert read.returncode == 0, "nbgrader now protects a submission whose name is known: update book/appendix_class.md"
 
-    run("nbgrader", "collect", AID, f"--Exchange.root={exchange}", cwd=course)
+    # Not enforced either: who submitted. collect takes the student id from the folder's name; a folder
+    # that another user owns draws a warning ("cheating attempt?") and is collected all the same.
+    victim, _ = accounts.add("victim")
+    forged = inbound / f"{victim}+{AID}+2100-01-01 00:00:00.000000 UTC+forgedforged"
+    run_as(
+        snoop,
+        snoop_home,
+        "sh",
+        "-c",
+        f'mkdir "{forged}" && cp {AID}/{NOTEBOOK} "{forged}/" && echo "2100-01-01 00:00:00.000000 UTC" > "{forged}/timestamp.txt"',
+    )
+    collected = run("nbgrader", "collect", AID, f"--Exchange.root={exchange}", cwd=course).stderr
+    assert f"claims to be submitted by {victim} but is owned by {snoop}" in collected, collected[-3000:]
+    assert (course / "submitted" / victim / AID / NOTEBOOK).is_file(), (
+        "nbgrader now refuses forged submissions: update book/appendix_class.md"
+    )
+    shutil.rmtree(course / "submitted" / victim)  # what the instructor does after that warning
     for role, (user, _) in students.items():
         got = nbformat.read(course / "submitted" / user / AID / NOTEBOOK, as_version=4)
         assert [c.source for c in got.cells] == [c.source for c in work[role].cells], f"{role}: collected notebook differs"
