@@ -367,26 +367,30 @@ def test_hub_assignments_tab(released, accounts):
         else:
             raise AssertionError("the hub did not answer in 60 s\n" + (hub_dir / "hub.log").read_text()[-3000:])
 
-        status, _ = call(f"{base}/hub/api/users/{student}", token, "POST")
-        assert status == 201, status
-        status, _ = call(f"{base}/hub/api/users/{student}/server", token, "POST")
-        assert status in (201, 202), (status, (hub_dir / "hub.log").read_text()[-3000:])
-        for _ in range(120):
-            server = call(f"{base}/hub/api/users/{student}", token)[1]["servers"].get("", {})
-            if server.get("ready"):
-                break
-            time.sleep(0.5)
-        else:
-            raise AssertionError("the student's server did not start in 60 s\n" + (hub_dir / "hub.log").read_text()[-3000:])
+        def spawn(user: str) -> str:
+            """Create ``user`` in the hub (REST API, admin token), start their server, return a token of theirs."""
+            status, _ = call(f"{base}/hub/api/users/{user}", token, "POST")
+            assert status in (201, 409), status  # 409: the hub knew the user already (allowed_users)
+            status, _ = call(f"{base}/hub/api/users/{user}/server", token, "POST")
+            assert status in (201, 202), (status, (hub_dir / "hub.log").read_text()[-3000:])
+            for _ in range(120):
+                if call(f"{base}/hub/api/users/{user}", token)[1]["servers"].get("", {}).get("ready"):
+                    break
+                time.sleep(0.5)
+            else:
+                raise AssertionError(f"{user}'s server did not start in 60 s\n" + (hub_dir / "hub.log").read_text()[-3000:])
+            status, made = call(f"{base}/hub/api/users/{user}/tokens", token, "POST", {"note": "the test's browser"})
+            assert status == 201, status
+            return made["token"]
+
+        mine = spawn(student)
         proxy = int((hub_dir / "jupyterhub-proxy.pid").read_text())  # the hub started it and must stop it
         # The server runs as the student, not as root.
         pids = sbx.sandbox_processes([int(subprocess.run(["id", "-u", student], capture_output=True, text=True).stdout)])
         assert pids, "no process runs as the student"
 
         # What the Assignments tab sends, with a token of the student's (as their browser's cookie would be).
-        status, made = call(f"{base}/hub/api/users/{student}/tokens", token, "POST", {"note": "assignments tab"})
-        assert status == 201, status
-        user_api, mine = f"{base}/user/{student}", made["token"]
+        user_api = f"{base}/user/{student}"
         assert call(f"{user_api}/formgrader", mine)[0] == 404  # jupyter_server_config.py: no Formgrader for students
 
         def listing() -> dict[str, str]:
@@ -409,6 +413,14 @@ def test_hub_assignments_tab(released, accounts):
         run("nbgrader", "collect", AID, f"--Exchange.root={exchange}", cwd=course)
         got = nbformat.read(course / "submitted" / student / AID / NOTEBOOK, as_version=4)
         assert [c.source for c in got.cells] == [c.source for c in nb.cells]
+
+        # The instructor's server: the Formgrader, on the course directory (now the instructor's).
+        subprocess.run(["chown", "-R", f"{instructor}:", str(course)], check=True)
+        theirs = spawn(instructor)
+        status, body = call(f"{base}/user/{instructor}/formgrader/api/assignments", theirs)
+        assert status == 200 and isinstance(body, list), (status, str(body)[-300:], (hub_dir / "hub.log").read_text()[-4000:])
+        assert {a["name"] for a in body} == set(ASSIGNMENTS), body  # every assignment of solutions/, as in the course's config
+        assert next(a for a in body if a["name"] == AID)["status"] == "released", body
     finally:
         hub.send_signal(signal.SIGTERM)  # the hub stops the users' servers and the proxy, then exits
         try:

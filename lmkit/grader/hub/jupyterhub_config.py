@@ -89,6 +89,8 @@ def per_role(spawner):
     )
     if instructor:
         spawner.environment["LMKIT_COURSE_DIR"] = COURSE_DIR
+        # nbgrader's Formgrader works only on a course directory inside the server's root folder.
+        spawner.notebook_dir = COURSE_DIR
 
 
 c.Spawner.pre_spawn_hook = per_role
