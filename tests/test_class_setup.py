@@ -12,7 +12,8 @@ looks users up by name. Students run their commands as those accounts
   students from doing (and what they do not: book/appendix_class.md).
 - ``test_hub_assignments_tab``: the shipped ``lmkit/grader/hub/jupyterhub_config.py``
   on the loopback interface; a student's server spawned as that student; the
-  Assignments tab's HTTP calls (list, fetch, submit); ``collect``.
+  Assignments tab's HTTP calls (list, fetch, submit); ``collect``; the
+  instructor's server and its Formgrader on the course directory.
 """
 
 from __future__ import annotations
