@@ -11,17 +11,20 @@ stays as shipped (book: appendix "Running a class"):
     LMKIT_COURSE_ID     nbgrader's course id (default: the id in the repository's nbgrader_config.py)
     LMKIT_COURSE_DIR    the instructor's course directory: solutions/, gradebook.db, submitted/ (default /srv/course)
     LMKIT_EXCHANGE      nbgrader's exchange, writable by every user (default /srv/nbgrader/exchange)
-    LMKIT_INSTRUCTORS   comma-separated user names that get the Formgrader (default: instructor)
+    LMKIT_INSTRUCTORS   comma-separated user names that get the Formgrader and are the hub's admins (default: instructor)
+    LMKIT_STUDENTS      comma-separated user names allowed to log in (more can be added by an admin later)
     LMKIT_HUB_DIR       where the hub keeps its database and cookie secret (default /srv/jupyterhub)
     LMKIT_HUB_IP        the address the hub listens on (default 127.0.0.1: this machine only)
     LMKIT_HUB_PORT      its public port (default 8000); LMKIT_HUB_API_PORT, LMKIT_PROXY_API_PORT the
                         internal ones (default 8081, 8001)
+    LMKIT_MEM_LIMIT     the memory a user's server is told it has (default 4G; LocalProcessSpawner does not enforce it)
 
 Each user is a local account (``useradd``) and logs in with its system password
 (PAM, JupyterHub's default authenticator); the hub, running as root, starts each
 user's Jupyter server as that user (LocalProcessSpawner), so the operating
-system, not the hub, keeps the students' files apart, and nbgrader's exchange can
-rely on file ownership and permissions.
+system, not the hub, keeps the students' files apart; nbgrader's exchange rests
+on the same file ownership and permissions (what they protect and what they do
+not: the appendix).
 """
 
 import os
@@ -66,8 +69,9 @@ c.JupyterHub.spawner_class = "jupyterhub.spawner.LocalProcessSpawner"
 c.Spawner.cmd = [str(ENV_BIN / "jupyterhub-singleuser")]
 c.Spawner.notebook_dir = "~"
 c.Spawner.default_url = "/lab"
-# A classroom machine has a few GiB a student; ask for more where the course trains bigger models.
-c.Spawner.mem_limit = os.environ.get("LMKIT_MEM_LIMIT", "4G")  # advisory for LocalProcessSpawner (shown to the server)
+# Shown to the server (MEM_LIMIT) and to resource monitors, not enforced by LocalProcessSpawner: enforcing it
+# takes a spawner with cgroups or containers (book: appendix "Running a class", what changes for a real class).
+c.Spawner.mem_limit = os.environ.get("LMKIT_MEM_LIMIT", "4G")
 
 
 def per_role(spawner):
