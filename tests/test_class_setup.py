@@ -121,7 +121,7 @@ class Accounts:
         self.names.append(name)
         home.mkdir(parents=True)
         shutil.chown(home, name, name)
-        home.chmod(0o700)  # as Debian's useradd makes homes: no student reads another's work in progress
+        home.chmod(0o700)  # no student reads another's work in progress (or their fetched copy)
         return name, home
 
     def uids(self) -> list[int]:
