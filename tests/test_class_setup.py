@@ -40,7 +40,7 @@ import pytest
 from nbgrader.api import Gradebook
 
 import submissions as S
-from course import ASSIGNMENTS, BIN, ENV, REPO, new_course, run, solved
+from course import ASSIGNMENTS, BIN, ENV, REPO, new_course, run, solved, stop
 from lmkit.grader import sandbox as sbx
 
 AID = "00_bag_of_words"
@@ -423,12 +423,7 @@ def test_hub_assignments_tab(released, accounts):
         assert {a["name"] for a in body} == set(ASSIGNMENTS), body  # every assignment of solutions/, as in the course's config
         assert next(a for a in body if a["name"] == AID)["status"] == "released", body
     finally:
-        hub.send_signal(signal.SIGTERM)  # the hub stops the users' servers and the proxy, then exits
-        try:
-            hub.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            hub.kill()
-            hub.wait()
+        stop(hub, timeout=60)  # the hub stops the users' servers and the proxy, then exits
         log.close()
     left = sbx.sandbox_processes(accounts.uids())
     assert not left, f"the student's server outlived the hub: {left}"

@@ -24,7 +24,7 @@ import pytest
 from distributed import Client
 
 import submissions as S
-from course import ASSIGNMENTS, BIN, ENV, new_course, replace_in_cell, run, solved, submit
+from course import ASSIGNMENTS, BIN, ENV, new_course, replace_in_cell, run, solved, stop, submit
 from lmkit.grader import parallel
 from lmkit.grader import sandbox as sbx
 
@@ -66,8 +66,7 @@ def dask_cluster(folder: Path, workers: int = 2):
         yield address
     finally:
         for p in reversed(procs):
-            p.terminate()
-            p.wait(timeout=30)
+            stop(p)
 
 
 def mtimes(course: Path) -> dict[str, int]:

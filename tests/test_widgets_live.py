@@ -28,6 +28,7 @@ import pytest
 import torch
 
 from browser import CHROMIUM, Page, wait_until
+from course import stop
 from lmkit.finetune import answer
 from lmkit.viz import attention_maps
 
@@ -152,12 +153,7 @@ def server(tmp_root):
         info = json.loads(wait_until(runtime_file, 120, "the Jupyter server to start")[0].read_text())
         yield f"http://127.0.0.1:{info['port']}/lab/tree/student.ipynb?token={token}"
     finally:
-        proc.terminate()  # the server shuts its kernel down on the way out
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)  # the server shuts its kernel down on the way out
         log.close()
 
 
