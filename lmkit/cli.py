@@ -5,7 +5,7 @@ Taught in chapters 4 (pretraining a GPT from the command line) and 5 (finetuning
 it). The first three turn their flags into a recipe (``lmkit.recipes.Recipe``,
 ``lmkit.finetune.FinetuneRecipe``) and run it; the last regenerates the
 instruction data set of chapter 5. This is lmkit's only argument parsing besides
-``lmkit.bundle``.
+``lmkit.bundle`` and the grader's ``lmkit.grader.parallel``.
 """
 
 from __future__ import annotations

@@ -390,7 +390,8 @@ def autograded_notebooks(root: Path | str, aid: str) -> dict[str, dict]:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The flags of ``python -m lmkit.grader.parallel``."""
     p = argparse.ArgumentParser(
         prog="python -m lmkit.grader.parallel",
         description="Autograde every submission of an assignment in parallel (run from the course directory).",
@@ -404,6 +405,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="regrade students who are already graded")
     p.add_argument("--timeout", type=float, default=None, help="seconds one student's grading may take before it is stopped and failed")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-student lines, only the summary")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     cut = argv.index("--") if "--" in argv else len(argv)  # split here: argparse would not give a list after the positional
     args = p.parse_args(argv[:cut])
